@@ -1,0 +1,63 @@
+"""Optimizer and learning-rate schedule settings shared by the pretext and downstream stages."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ssl_lightning.errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    step_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)  # fractions of the run (RotNet: 60/120/160 of 200)
+    step_gamma: float = 0.2
+
+    def validate(self, where: str) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"{where}.optimizer={self.optimizer!r} unknown; valid: {', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise UserError(f"{where}.scheduler={self.scheduler!r} unknown; valid: {', '.join(SCHEDULERS)}")
+        if not self.lr > 0:
+            raise UserError(f"{where}.lr={self.lr} must be positive")
+
+
+def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(config: OptimConfig, epoch: int, total_epochs: int) -> float:
+    """Multiplier of the base lr at `epoch` (linear warm-up, then the schedule)."""
+    if epoch < config.warmup_epochs:
+        return (epoch + 1) / (config.warmup_epochs + 1)
+    if config.scheduler == "constant":
+        return 1.0
+    progress = (epoch - config.warmup_epochs) / max(1, total_epochs - config.warmup_epochs)
+    if config.scheduler == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    passed = sum(progress >= milestone for milestone in config.step_milestones)
+    return config.step_gamma**passed
+
+
+def configure(module_params, config: OptimConfig, total_epochs: int) -> dict:
+    """Lightning's configure_optimizers return value: optimizer plus a per-epoch LambdaLR."""
+    optimizer = build_optimizer(module_params, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(config, epoch, total_epochs))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,35 @@
+"""RotNet (Gidaris et al. 2018): predict which of 0/90/180/270 degrees an image was rotated by.
+
+Every image appears in all four rotations in the same batch; `jitter=True` is the rotation+jitter
+experiment, where each rotated copy also gets its own colour jitter.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_lightning.data.augment import color_jitter, rotate_all_four, standardize
+from ssl_lightning.methods.base import PretextMethod
+from ssl_lightning.methods.optim import OptimConfig
+from ssl_lightning.models.backbones import Encoder
+
+
+class RotationPretext(PretextMethod):
+    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, jitter: bool = False,
+                 jitter_strength: float = 0.5):
+        super().__init__(encoder, optim, epochs)
+        self.jitter = jitter
+        self.jitter_strength = jitter_strength
+        self.head = nn.Linear(encoder.feature_dim, 4)
+
+    def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rotated, labels = rotate_all_four(images)
+        if self.jitter and self.training:
+            s = self.jitter_strength
+            rotated = color_jitter(rotated, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8)
+        logits = self.head(self.encoder(standardize(rotated)))
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        return loss, accuracy

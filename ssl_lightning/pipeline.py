@@ -1,0 +1,129 @@
+"""One cell end to end: data -> label split -> pretext stage (trained or reused) -> downstream -> test -> results.
+
+Configuration becomes typed settings here, at the edge; nothing below sees the Hydra config.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from ssl_lightning import settings as settings_module
+from ssl_lightning.data import load_dataset
+from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.fractions import make_label_split
+from ssl_lightning.downstream_stage import run_downstream
+from ssl_lightning.models.backbones import Encoder, build_encoder
+from ssl_lightning.pretext_stage import pretext_key, run_pretext
+from ssl_lightning.pretext_store import config_key
+from ssl_lightning.results import git_commit, write_results, write_subset
+from ssl_lightning.settings import RunSettings
+from ssl_lightning.trainer_factory import check_accelerator
+
+log = logging.getLogger("ssl_lightning")
+
+
+def _resize(images: ImageSet, size: int | None) -> ImageSet:
+    """Apply data.image_size to loaders that do not resize themselves (square output)."""
+    if size is None or images.image_size == (size, size):
+        return images
+
+    def scale(batch: torch.Tensor) -> torch.Tensor:
+        out = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return out.round().clamp(0, 255).to(torch.uint8)
+
+    images.train_images, images.test_images = scale(images.train_images), scale(images.test_images)
+    return images
+
+
+def _data_identity(settings: RunSettings) -> dict[str, Any]:
+    """The data settings that change which images the encoder sees (not the fraction, not batch sizes)."""
+    data = settings.data
+    identity = {"name": data.name, "root": str(Path(data.root).expanduser().resolve()) if data.root else None,
+                "include": data.include, "balance": data.balance, "image_size": data.image_size,
+                "test_split": data.test_split, "test_split_seed": data.test_split_seed,
+                "val_split": data.val_split, "split_seed": data.split_seed}
+    if data.name == "synthetic":
+        identity.update(num_classes=data.num_classes, train_size=data.train_size, channels=data.channels,
+                        synthetic_seed=data.synthetic_seed)
+    return identity
+
+
+def _is_global_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and int(
+        os.environ.get("NODE_RANK", "0")) == 0
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one cell. UserError escapes before anything is written; any later failure is recorded."""
+    settings = settings_module.from_config(cfg)
+    check_accelerator(settings.trainer)
+    images = _resize(load_dataset(settings.data), settings.data.image_size)
+    labels = images.train_labels.numpy()
+    split = make_label_split(labels, settings.data.fraction, settings.data.split_seed, settings.data.val_split,
+                             images.classes)
+    encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
+    # Everything the user could get wrong has been checked: from here on, outputs are written.
+    return _run_validated(settings, images, split, encoder, run_dir)
+
+
+def _run_validated(settings: RunSettings, images: ImageSet, split, encoder: Encoder, run_dir: Path) -> dict:
+    labels = images.train_labels.numpy()
+    per_class = write_subset(run_dir, split, labels, images.classes, settings.data.fraction,
+                             settings.data.split_seed) if _is_global_zero() else {}
+    log.info("%s: %d labelled images (%s), %d validation, %d test; %s", settings.experiment, len(split.labeled),
+             ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.val), len(images.test_labels),
+             "; ".join(images.notes))
+    results: dict[str, Any] = {
+        "status": "running", "experiment": settings.experiment, "data": settings.data.name,
+        "fraction": settings.data.fraction, "seed": settings.seed, "split_seed": settings.data.split_seed,
+        "protocol": settings.downstream.protocol, "backbone": settings.backbone.name,
+        "labeled_per_class": per_class, "num_labeled": int(len(split.labeled)), "num_val": int(len(split.val)),
+        "num_test": int(len(images.test_labels)), "classes": images.classes, "subset_file": "subset.json",
+        "git_commit": git_commit(), "config": settings.config, "seconds": {}, "epochs": {},
+        "pretext_key": None, "pretext_reused": False,
+    }
+    tb_dir = run_dir / "tb"
+    started = time.perf_counter()
+    try:
+        pl.seed_everything(settings.seed, workers=True, verbose=False)
+        if settings.method is not None:
+            key = pretext_key(settings, _data_identity(settings))
+            pool_images = images.train_images
+            outcome = run_pretext(settings, encoder, pool_images, split.pool, split.val, key, tb_dir)
+            results.update(pretext_key=key, pretext_reused=outcome.reused)
+            results["seconds"]["pretext"] = round(outcome.seconds, 2)
+            results["epochs"]["pretext"] = outcome.epochs
+        cell_key = config_key({"pretext": results["pretext_key"], "experiment": settings.experiment,
+                               "data": _data_identity(settings), "fraction": settings.data.fraction,
+                               "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
+                               "seed": settings.seed})
+        work_dir = settings.cache_dir / "cells" / cell_key
+        down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
+        results.update(
+            status="ok", test_loss=down.test_loss, test_acc=down.test_acc,
+            per_class_acc=dict(zip(images.classes, down.per_class_acc, strict=False)),
+            best_val_acc=down.best_val_acc, checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)),
+        )
+        results["seconds"]["downstream"] = round(down.seconds, 2)
+        results["epochs"]["downstream"] = down.epochs
+    except Exception as error:  # a failed cell is recorded, it does not sink a sweep
+        results.update(status="failed", error=f"{type(error).__name__}: {error}",
+                       traceback=traceback.format_exc(limit=8))
+        log.error("cell failed: %s", results["error"])
+    results["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    if _is_global_zero():
+        write_results(run_dir, results)
+        if results["status"] == "ok":
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return results

@@ -1,0 +1,125 @@
+"""The pretext stage: train an encoder with a pretext task, or reuse one from the store.
+
+The encoder does not depend on the label fraction, so each (method, data, backbone, pretext
+hyper-parameters, seed) is trained once and every fraction of a sweep reuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from ssl_lightning.data.datamodules import PretextDataModule
+from ssl_lightning.methods.base import PretextMethod
+from ssl_lightning.methods.rotation import RotationPretext
+from ssl_lightning.methods.simclr import SimCLRPretext
+from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.pretext_store import PretextStore, config_key
+from ssl_lightning.settings import RunSettings
+from ssl_lightning.trainer_factory import build_trainer, prepare_module
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretextOutcome:
+    key: str
+    reused: bool
+    epochs: int
+    seconds: float
+
+
+def pretext_key(settings: RunSettings, data_identity: dict) -> str:
+    """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction)."""
+    pretext = asdict(settings.pretext)
+    pretext.pop("reuse")
+    if settings.method != "simclr":
+        pretext.pop("simclr")
+    if settings.method != "rotation" or not settings.rotation_jitter:
+        pretext.pop("rotation_jitter_strength")
+    world = {"devices": settings.trainer.devices, "num_nodes": settings.trainer.num_nodes,
+             "precision": settings.trainer.precision}
+    return config_key({
+        "method": settings.method, "jitter": settings.rotation_jitter, "data": data_identity,
+        "backbone": asdict(settings.backbone), "pretext": pretext, "seed": settings.seed, "world": world,
+    })
+
+
+def build_method(settings: RunSettings, encoder: Encoder) -> PretextMethod:
+    pretext = settings.pretext
+    if settings.method == "rotation":
+        return RotationPretext(encoder, pretext.optim, pretext.epochs, jitter=settings.rotation_jitter,
+                               jitter_strength=pretext.rotation_jitter_strength)
+    return SimCLRPretext(encoder, pretext.optim, pretext.epochs, **pretext.simclr)
+
+
+def _is_global_zero() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and int(
+        os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _copy_events(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+
+
+def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray,
+                val: np.ndarray, key: str, tb_dir: Path) -> PretextOutcome:
+    """Load the encoder weights from the store, or train them (resuming a killed run) and store them."""
+    store = PretextStore(settings.cache_dir / "pretext")
+    started = time.perf_counter()
+    entry = store.entry(key)
+    lock = store.lock(key) if _is_global_zero() else None
+    if lock is not None:
+        if lock.is_locked:
+            log.info("another job is training pretext %s: waiting for it", key)
+        lock.acquire()
+    try:
+        loaded = store.load(key) if settings.pretext.reuse else None
+        if loaded is not None:
+            state, meta = loaded
+            encoder.load_state_dict(state)
+            _copy_events(entry.events_dir, tb_dir / "pretext")
+            log.info("reusing pretext checkpoint %s (%s, trained %s epochs)", key, meta.get("method"),
+                     meta.get("epochs"))
+            return PretextOutcome(key, True, int(meta.get("epochs", 0)), time.perf_counter() - started)
+        log.info("training pretext stage %s (%s) for %d epoch(s)", key, settings.experiment, settings.pretext.epochs)
+        _train(settings, encoder, images, pool, val, entry.partial_dir)
+        if _is_global_zero():
+            meta = {"method": settings.method, "experiment": settings.experiment, "epochs": settings.pretext.epochs,
+                    "backbone": encoder.name, "in_channels": encoder.in_channels}
+            store.save(key, {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, meta,
+                       events_from=entry.partial_dir / "tb" / "pretext")
+            _copy_events(entry.events_dir, tb_dir / "pretext")
+        return PretextOutcome(key, False, settings.pretext.epochs, time.perf_counter() - started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray, val: np.ndarray,
+           partial_dir: Path) -> None:
+    """Train in the store's working folder (checkpoints and events survive a kill; a rerun resumes)."""
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    module = prepare_module(build_method(settings, encoder), settings.trainer)
+    data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.data.eval_batch_size,
+                             settings.data.num_workers, settings.data.pin_memory, seed=settings.seed)
+    last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False)
+    trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext", [last],
+                            settings.pretext.limit_train_batches, settings.pretext.limit_val_batches, partial_dir)
+    resume = partial_dir / "last.ckpt"
+    if resume.is_file():
+        log.info("resuming the pretext stage from %s", resume)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)

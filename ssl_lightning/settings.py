@@ -1,0 +1,158 @@
+"""Typed run settings built once from the Hydra config at the edge (`pipeline.run`).
+
+Everything below the pipeline receives these small dataclasses, never the raw `cfg`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ssl_lightning.data.config import DataConfig
+from ssl_lightning.errors import UserError
+from ssl_lightning.methods.classifier import PROTOCOLS
+from ssl_lightning.methods.optim import OptimConfig
+from ssl_lightning.models.backbones import BACKBONES, BackboneConfig
+
+# experiment -> (pretext method, colour jitter on the rotated copies)
+EXPERIMENTS: dict[str, tuple[str | None, bool]] = {
+    "rotation": ("rotation", False),
+    "rotation_jitter": ("rotation", True),
+    "simclr": ("simclr", False),
+    "supervised": (None, False),
+}
+HEADS = ("linear", "mlp")
+
+
+def _pick(cls, values: dict[str, Any], where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"unknown {where} option(s) {unknown}; valid: {sorted(known)}")
+    return cls(**values)
+
+
+def _optim(values: dict[str, Any], where: str) -> OptimConfig:
+    names = {f.name for f in fields(OptimConfig)}
+    chosen = {k: v for k, v in values.items() if k in names}
+    if "step_milestones" in chosen:
+        chosen["step_milestones"] = tuple(chosen["step_milestones"])
+    optim = OptimConfig(**chosen)
+    optim.validate(where)
+    return optim
+
+
+@dataclass(frozen=True)
+class PretextSettings:
+    epochs: int
+    batch_size: int
+    optim: OptimConfig
+    reuse: bool
+    limit_train_batches: float
+    limit_val_batches: float
+    rotation_jitter_strength: float
+    simclr: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DownstreamSettings:
+    protocol: str
+    head: str
+    epochs: int
+    batch_size: int
+    optim: OptimConfig
+    augment: bool
+    limit_train_batches: float
+    limit_val_batches: float
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    sync_batchnorm: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    benchmark: bool = False
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    log_every_n_steps: int = 10
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    experiment: str
+    method: str | None
+    rotation_jitter: bool
+    seed: int
+    data: DataConfig
+    backbone: BackboneConfig
+    pretext: PretextSettings
+    downstream: DownstreamSettings
+    trainer: TrainerSettings
+    cache_dir: Path
+    config: dict[str, Any]
+
+    @property
+    def pretext_data_name(self) -> str:
+        return self.data.name
+
+
+def _pretext(values: dict[str, Any], rotation: dict[str, Any], simclr: dict[str, Any]) -> PretextSettings:
+    return PretextSettings(
+        epochs=int(values["epochs"]), batch_size=int(values["batch_size"]), optim=_optim(values, "pretext"),
+        reuse=bool(values.get("reuse", True)), limit_train_batches=values.get("limit_train_batches", 1.0),
+        limit_val_batches=values.get("limit_val_batches", 1.0),
+        rotation_jitter_strength=float(rotation.get("jitter_strength", 0.5)), simclr=dict(simclr),
+    )
+
+
+def _downstream(values: dict[str, Any]) -> DownstreamSettings:
+    protocol, head = values.get("protocol", "finetune"), values.get("head", "linear")
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)} (downstream=<name>)")
+    if head not in HEADS:
+        raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
+    return DownstreamSettings(
+        protocol=protocol, head=head, epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
+        optim=_optim(values, "downstream"), augment=bool(values.get("augment", True)),
+        limit_train_batches=values.get("limit_train_batches", 1.0),
+        limit_val_batches=values.get("limit_val_batches", 1.0),
+    )
+
+
+def from_config(cfg: DictConfig) -> RunSettings:
+    """Validate the composed config and turn it into typed settings; UserError on any bad value."""
+    experiment = cfg.get("experiment")
+    if experiment is None:
+        raise UserError(
+            f"no experiment chosen; add +experiment=<name> with one of: {', '.join(EXPERIMENTS)} "
+            "(e.g. python -m ssl_lightning +experiment=simclr data.fraction=0.25)"
+        )
+    if experiment not in EXPERIMENTS:
+        raise UserError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)} (+experiment=<name>)")
+    method, jitter = EXPERIMENTS[experiment]
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    data_values = dict(resolved["data"])
+    data = DataConfig.from_mapping(data_values)
+    backbone = _pick(BackboneConfig, dict(resolved["backbone"]), "backbone")
+    if backbone.name not in BACKBONES:
+        raise UserError(f"unknown backbone {backbone.name!r}; valid: {', '.join(BACKBONES)} (backbone=<name>)")
+    for stage in ("pretext", "downstream"):
+        if int(resolved[stage]["epochs"]) < 1:
+            raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")
+    return RunSettings(
+        experiment=experiment, method=method, rotation_jitter=jitter, seed=int(resolved["seed"]), data=data,
+        backbone=backbone,
+        pretext=_pretext(resolved["pretext"], resolved.get("rotation", {}), resolved.get("simclr", {})),
+        downstream=_downstream(resolved["downstream"]),
+        trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
+        cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,
+    )

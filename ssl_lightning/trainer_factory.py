@@ -1,0 +1,62 @@
+"""Lightning Trainers for both stages, from the typed trainer settings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from ssl_lightning.errors import UserError
+from ssl_lightning.settings import TrainerSettings
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary file and renamed, so a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+        try:
+            torch.save(checkpoint, temp_name)
+            os.replace(temp_name, path)
+        finally:
+            Path(temp_name).unlink(missing_ok=True)
+
+
+def check_accelerator(settings: TrainerSettings) -> None:
+    if settings.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError("trainer=gpu was requested but this machine has no CUDA GPU; use trainer=cpu")
+
+
+def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log_name: str,
+                  callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
+                  root_dir: Path) -> pl.Trainer:
+    logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
+    return pl.Trainer(
+        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
+        strategy=settings.strategy, precision=settings.precision, sync_batchnorm=settings.sync_batchnorm,
+        benchmark=settings.benchmark, deterministic=settings.deterministic, max_epochs=max_epochs,
+        logger=logger, callbacks=callbacks, enable_checkpointing=True, default_root_dir=str(root_dir),
+        limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+        enable_progress_bar=settings.enable_progress_bar, log_every_n_steps=settings.log_every_n_steps,
+        enable_model_summary=False, use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,
+    )
+
+
+def prepare_module(module: pl.LightningModule, settings: TrainerSettings) -> pl.LightningModule:
+    """GPU fast path options: channels_last memory format and torch.compile of the encoder."""
+    if settings.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if settings.compile:
+        module.encoder.compile()  # in place: state-dict keys stay the same
+    return module
