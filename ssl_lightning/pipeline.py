@@ -6,8 +6,8 @@ Configuration becomes typed settings here, at the edge; nothing below sees the H
 from __future__ import annotations
 
 import logging
-import shutil
 import os
+import shutil
 import time
 import traceback
 from pathlib import Path

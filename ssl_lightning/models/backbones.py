@@ -43,7 +43,9 @@ def _compact_resnet(in_channels: int, width: int, blocks: int, stem_stride: int)
     about 3,200 samples/s, stride 1 about 900/s, width 32 stride 2 about 1,200/s.
     """
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, width, 3, stride=stem_stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, width, 3, stride=stem_stride, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
     ]
     channels = width
     for stage, out_channels in enumerate((width, 2 * width, 4 * width)):
