@@ -22,6 +22,7 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.models.encoder_state import load_encoder_weights
 from ssl_lightning.pretext_store import PretextStore, config_key
 from ssl_lightning.settings import RunSettings
 from ssl_lightning.trainer_factory import build_trainer, prepare_module
@@ -89,7 +90,7 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
         loaded = store.load(key) if settings.pretext.reuse else None
         if loaded is not None:
             state, meta = loaded
-            encoder.load_state_dict(state)
+            load_encoder_weights(encoder, state, f"pretext store entry {key}")
             _copy_events(entry.events_dir, tb_dir / "pretext")
             log.info("reusing pretext checkpoint %s (%s, trained %s epochs)", key, meta.get("method"),
                      meta.get("epochs"))
