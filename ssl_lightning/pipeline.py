@@ -10,20 +10,29 @@ import os
 import shutil
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ssl_lightning import settings as settings_module
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
-from ssl_lightning.data.fractions import make_label_split
+from ssl_lightning.data.fractions import LabelSplit, make_label_split
+from ssl_lightning.data.pretext_sources import (
+    PretextImages,
+    assemble,
+    channel_count,
+    load_sources,
+    resize_square,
+    source_configs,
+    to_channels,
+)
 from ssl_lightning.downstream_stage import run_downstream
 from ssl_lightning.models.backbones import Encoder, build_encoder
+from ssl_lightning.models.init import apply_init, init_identity
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
 from ssl_lightning.results import git_commit, write_results, write_subset
@@ -31,19 +40,6 @@ from ssl_lightning.settings import RunSettings
 from ssl_lightning.trainer_factory import check_accelerator
 
 log = logging.getLogger("ssl_lightning")
-
-
-def _resize(images: ImageSet, size: int | None) -> ImageSet:
-    """Apply data.image_size to loaders that do not resize themselves (square output)."""
-    if size is None or images.image_size == (size, size):
-        return images
-
-    def scale(batch: torch.Tensor) -> torch.Tensor:
-        out = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return out.round().clamp(0, 255).to(torch.uint8)
-
-    images.train_images, images.test_images = scale(images.train_images), scale(images.test_images)
-    return images
 
 
 def _data_identity(settings: RunSettings) -> dict[str, Any]:
@@ -64,20 +60,51 @@ def _is_global_zero() -> bool:
         os.environ.get("NODE_RANK", "0")) == 0
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run one cell. UserError escapes before anything is written; any later failure is recorded."""
+def _prepare_target(images: ImageSet, size: int | None, channels: int) -> ImageSet:
+    """Resize the downstream images to data.image_size (loaders that do not resize) and match channels."""
+    if size is not None:
+        images.train_images = resize_square(images.train_images, (size, size))
+        images.test_images = resize_square(images.test_images, (size, size))
+    images.train_images = to_channels(images.train_images, channels)
+    images.test_images = to_channels(images.test_images, channels)
+    return images
+
+
+@dataclass
+class PreparedCell:
+    """Everything validated before the first output is written."""
+
+    settings: RunSettings
+    images: ImageSet
+    split: LabelSplit
+    encoder: Encoder
+    pretext: PretextImages | None
+
+
+def prepare(cfg: DictConfig) -> PreparedCell:
+    """Load and check all inputs; any UserError is raised here, before anything is written."""
     settings = settings_module.from_config(cfg)
     check_accelerator(settings.trainer)
-    images = _resize(load_dataset(settings.data), settings.data.image_size)
-    labels = images.train_labels.numpy()
-    split = make_label_split(labels, settings.data.fraction, settings.data.split_seed, settings.data.val_split,
-                             images.classes)
+    images = load_dataset(settings.data)
+    split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,
+                             settings.data.val_split, images.classes)
+    sources = source_configs(settings.pretext_data, settings.data) if settings.method else {}
+    loaded = load_sources(sources)
+    images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
+    pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
-    # Everything the user could get wrong has been checked: from here on, outputs are written.
-    return _run_validated(settings, images, split, encoder, run_dir)
+    apply_init(encoder, settings.backbone.init)
+    return PreparedCell(settings, images, split, encoder, pretext)
 
 
-def _run_validated(settings: RunSettings, images: ImageSet, split, encoder: Encoder, run_dir: Path) -> dict:
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one cell. UserError escapes before anything is written; any later failure is recorded."""
+    cell = prepare(cfg)
+    return _run_validated(cell, run_dir)
+
+
+def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
+    settings, images, split, encoder = cell.settings, cell.images, cell.split, cell.encoder
     labels = images.train_labels.numpy()
     per_class = write_subset(run_dir, split, labels, images.classes, settings.data.fraction,
                              settings.data.split_seed) if _is_global_zero() else {}
@@ -91,23 +118,26 @@ def _run_validated(settings: RunSettings, images: ImageSet, split, encoder: Enco
         "labeled_per_class": per_class, "num_labeled": int(len(split.labeled)), "num_val": int(len(split.val)),
         "num_test": int(len(images.test_labels)), "classes": images.classes, "subset_file": "subset.json",
         "git_commit": git_commit(), "config": settings.config, "seconds": {}, "epochs": {},
-        "pretext_key": None, "pretext_reused": False,
+        "pretext_key": None, "pretext_reused": False, "init": settings.backbone.init,
+        "pretext_data": cell.pretext.label if cell.pretext else None,
     }
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
     try:
         pl.seed_everything(settings.seed, workers=True, verbose=False)
-        if settings.method is not None:
-            key = pretext_key(settings, _data_identity(settings))
-            pool_images = images.train_images
-            outcome = run_pretext(settings, encoder, pool_images, split.pool, split.val, key, tb_dir)
+        if cell.pretext is not None:
+            identity = {"target": _data_identity(settings), "sources": cell.pretext.identity,
+                        "init": init_identity(settings.backbone.init)}
+            key = pretext_key(settings, identity)
+            outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
+                                  cell.pretext.val_indices, key, tb_dir)
             results.update(pretext_key=key, pretext_reused=outcome.reused)
             results["seconds"]["pretext"] = round(outcome.seconds, 2)
             results["epochs"]["pretext"] = outcome.epochs
         cell_key = config_key({"pretext": results["pretext_key"], "experiment": settings.experiment,
                                "data": _data_identity(settings), "fraction": settings.data.fraction,
                                "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
-                               "seed": settings.seed})
+                               "init": init_identity(settings.backbone.init), "seed": settings.seed})
         work_dir = settings.cache_dir / "cells" / cell_key
         down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
         results.update(

@@ -98,10 +98,7 @@ class RunSettings:
     trainer: TrainerSettings
     cache_dir: Path
     config: dict[str, Any]
-
-    @property
-    def pretext_data_name(self) -> str:
-        return self.data.name
+    pretext_data: dict[str, dict[str, Any]]
 
 
 def _pretext(values: dict[str, Any], rotation: dict[str, Any], simclr: dict[str, Any]) -> PretextSettings:
@@ -155,4 +152,5 @@ def from_config(cfg: DictConfig) -> RunSettings:
         downstream=_downstream(resolved["downstream"]),
         trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
         cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,
+        pretext_data=dict(resolved.get("pretext_data") or {}),
     )

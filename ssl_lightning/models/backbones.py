@@ -61,18 +61,13 @@ def _compact_resnet(in_channels: int, width: int, blocks: int, stem_stride: int)
     return nn.Sequential(*layers)
 
 
-def _torchvision_resnet(name: str, in_channels: int, cifar_stem: bool, pretrained: bool) -> tuple[nn.Module, int]:
-    factory = {"resnet18": resnet18, "resnet50": resnet50}[name]
-    weights = "DEFAULT" if pretrained else None
-    model = factory(weights=weights)
+def _torchvision_resnet(name: str, in_channels: int, cifar_stem: bool) -> tuple[nn.Module, int]:
+    model = {"resnet18": resnet18, "resnet50": resnet50}[name](weights=None)
     if cifar_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()
     elif in_channels != 3:
-        pretrained_conv = model.conv1
         model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        if pretrained:  # grey input: sum the RGB filters, as is usual for transfer to 1 channel
-            model.conv1.weight.data.copy_(pretrained_conv.weight.data.sum(dim=1, keepdim=True))
     feature_dim = model.fc.in_features
     model.fc = nn.Identity()
     return model, feature_dim
@@ -91,5 +86,5 @@ def build_encoder(config: BackboneConfig, in_channels: int, image_size: int) -> 
         body = _compact_resnet(in_channels, config.width, config.blocks, config.stem_stride)
         return Encoder(body, 4 * config.width, config.name, in_channels)
     cifar_stem = config.stem == "cifar" or (config.stem == "auto" and image_size <= 96)
-    body, feature_dim = _torchvision_resnet(config.name, in_channels, cifar_stem, config.init == "torchvision")
+    body, feature_dim = _torchvision_resnet(config.name, in_channels, cifar_stem)
     return Encoder(body, feature_dim, config.name, in_channels)
