@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ssl_lightning import sweep_status
+from ssl_lightning.cli_checks import check_group_choices
 from ssl_lightning.cli_errors import exit_with_user_error
 from ssl_lightning.errors import UserError
 
@@ -54,6 +55,10 @@ def _with_default_profile(argv: list[str]) -> list[str]:
 
 
 def entry() -> None:
+    try:
+        check_group_choices(sys.argv[1:], Path(CONFIG_DIR))
+    except UserError as error:
+        exit_with_user_error(error, None)
     sys.argv = _with_default_profile(sys.argv)
     main()
     if sweep_status.failed_cells:

@@ -126,6 +126,13 @@ def _downstream(values: dict[str, Any]) -> DownstreamSettings:
 
 def from_config(cfg: DictConfig) -> RunSettings:
     """Validate the composed config and turn it into typed settings; UserError on any bad value."""
+    try:
+        return _from_config(cfg)
+    except (ValueError, TypeError, KeyError) as error:
+        raise UserError(f"invalid configuration value ({type(error).__name__}: {error}); fix the override") from error
+
+
+def _from_config(cfg: DictConfig) -> RunSettings:
     experiment = cfg.get("experiment")
     if experiment is None:
         raise UserError(

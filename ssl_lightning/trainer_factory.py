@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ssl_lightning.errors import UserError
 from ssl_lightning.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,6 +35,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             Path(temp_name).unlink(missing_ok=True)
 
 
+class StageStartLog(Callback):
+    """Says at which epoch a stage starts, so a resumed run shows that finished epochs are not repeated."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            log.info("%s stage starts at epoch %d of %d", self.stage, trainer.current_epoch, trainer.max_epochs)
+
+
 def check_accelerator(settings: TrainerSettings) -> None:
     if settings.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError("trainer=gpu was requested but this machine has no CUDA GPU; use trainer=cpu")
@@ -41,6 +55,7 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
                   callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
                   root_dir: Path) -> pl.Trainer:
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
+    callbacks = [*callbacks, StageStartLog(log_name)]
     return pl.Trainer(
         accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
         strategy=settings.strategy, precision=settings.precision, sync_batchnorm=settings.sync_batchnorm,

@@ -1,0 +1,53 @@
+"""Table columns: one per method and per non-default pretext data / init, in the order of the original study."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+METHODS = ("rotation", "rotation_jitter", "simclr", "supervised")
+DISPLAY = {"rotation": "Rotation", "rotation_jitter": "Rotation+Jitter", "simclr": "SimCLR",
+           "supervised": "Supervised"}
+_DEFAULT_PRETEXT = {"", "target", "default", "same"}
+_DEFAULT_INIT = {"", "random", "none", "scratch"}
+
+
+def _pretext_part(results: dict[str, Any]) -> str | None:
+    """`pretext_data` when it names something other than the downstream data set (a supervised run has none)."""
+    value = results.get("pretext_data")
+    if value is None or results.get("experiment") == "supervised":
+        return None
+    text = "+".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+    return None if text.lower() in _DEFAULT_PRETEXT or text == results.get("data") else text
+
+
+def _init_part(results: dict[str, Any]) -> str | None:
+    """`init` (or, in older files, config.backbone.init) when it is not a random initialisation."""
+    value = results.get("init")
+    if value is None:
+        backbone = (results.get("config") or {}).get("backbone") or {}
+        value = backbone.get("init") if isinstance(backbone, dict) else None
+    if value is None or str(value).lower() in _DEFAULT_INIT:
+        return None
+    text = str(value)
+    name = PurePath(text).name if ("/" in text or "\\" in text) else text
+    return f"init={name}"
+
+
+def variant(results: dict[str, Any], show_backbone: bool = False) -> tuple[str, ...]:
+    """What sets this run apart from the default of its method; empty for a default run."""
+    parts = [_pretext_part(results), _init_part(results)]
+    if show_backbone:
+        parts.append(str(results.get("backbone")))
+    return tuple(p for p in parts if p)
+
+
+def label(experiment: str, parts: tuple[str, ...]) -> str:
+    name = DISPLAY.get(experiment, experiment)
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def order(experiment: str, parts: tuple[str, ...]) -> tuple[int, str, tuple[str, ...]]:
+    """Sort key: study method order first (unknown methods after), then the default variant before others."""
+    rank = METHODS.index(experiment) if experiment in METHODS else len(METHODS)
+    return rank, experiment, parts

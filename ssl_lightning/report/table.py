@@ -1,0 +1,111 @@
+"""The study's table per (data set, protocol): rows = label fraction, columns = method, plus results.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssl_lightning.report.aggregate import Cell, by_group, fraction_text
+from ssl_lightning.report.collect import Collection
+
+EMPTY = "—"
+REFERENCE_ROW = "Supervised 100%"
+
+
+def format_cell(cell: Cell | None) -> str:
+    """'loss ± std / acc ± std% (n=k)' over the ok runs; failures are counted, never averaged."""
+    if cell is None or not cell.runs:
+        return EMPTY
+    if cell.n == 0:
+        return f"FAILED ({cell.n_failed} of {len(cell.runs)})"
+    (loss, loss_std), (acc, acc_std) = cell.loss, cell.acc_percent
+    loss_text = f"{loss:.4f}" if loss_std is None else f"{loss:.4f} ± {loss_std:.4f}"
+    acc_text = f"{acc:.2f}%" if acc_std is None else f"{acc:.2f} ± {acc_std:.2f}%"
+    failed = f" [{cell.n_failed} failed]" if cell.n_failed else ""
+    return f"{loss_text} / {acc_text} (n={cell.n}){failed}"
+
+
+@dataclass(frozen=True)
+class Table:
+    data: str
+    protocol: str
+    columns: list[str]
+    rows: list[tuple[str, list[str]]]
+    cells: list[Cell]
+
+    @property
+    def heading(self) -> str:
+        return f"{self.data} — {self.protocol}"
+
+
+def build_table(data: str, protocol: str, cells: list[Cell]) -> Table:
+    """Fraction rows (supervised at 100% excluded) and the supervised 100% reference row when present."""
+    orders = {c.label: c.column_order for c in cells}
+    columns = sorted(orders, key=orders.__getitem__)
+    lookup = {(c.label, c.fraction): c for c in cells if not c.is_reference}
+    fractions = sorted({c.fraction for c in cells if not c.is_reference})
+    rows = [(fraction_text(f), [format_cell(lookup.get((col, f))) for col in columns]) for f in fractions]
+    reference = {c.label: c for c in cells if c.is_reference}
+    if reference:
+        rows.append((REFERENCE_ROW, [format_cell(reference.get(col)) for col in columns]))
+    return Table(data, protocol, columns, rows, cells)
+
+
+def build_tables(cells: list[Cell]) -> list[Table]:
+    return [build_table(data, protocol, group) for (data, protocol), group in by_group(cells).items()]
+
+
+def markdown_table(table: Table) -> str:
+    """A pipe table padded to equal widths so it also reads well in a terminal."""
+    header = ["fraction", *table.columns]
+    body = [[name, *texts] for name, texts in table.rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return "\n".join([line(header), rule, *(line(row) for row in body)])
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def failed_lines(table: Table, root: Path) -> list[str]:
+    lines = []
+    for cell in table.cells:
+        for run in cell.failed_runs:
+            lines.append(f"- {cell.label}, {fraction_text(cell.fraction)}, seed {run.seed}: {run.error} "
+                         f"(`{_relative(run.results_path, root)}`)")
+    return lines
+
+
+def render_tables(tables: list[Table], root: Path) -> str:
+    """Each table under its heading, its failed runs listed below it."""
+    parts = []
+    for table in tables:
+        parts += [f"## {table.heading}", "", markdown_table(table), ""]
+        failed = failed_lines(table, root)
+        if failed:
+            parts += ["Failed runs:", "", *failed, ""]
+    return "\n".join(parts)
+
+
+def render_markdown(collection: Collection, tables: list[Table], figures: list[Path]) -> str:
+    intro = [
+        "# Results", "",
+        f"{len(collection.runs)} run(s) from `{collection.root}`. Cells: test loss / test accuracy, "
+        "mean ± sample standard deviation (ddof=1) over seeds, n = runs averaged; failed runs are not averaged.",
+        "",
+    ]
+    parts = [*intro, render_tables(tables, collection.root)]
+    if collection.problems:
+        parts += ["## Unusable results.json files", "",
+                  *(f"- `{_relative(p.path, collection.root)}`: {p.reason}" for p in collection.problems), ""]
+    if figures:
+        parts += ["## Figures", "", *(f"![{f.stem}]({f.name})" for f in figures), ""]
+    return "\n".join(parts)
