@@ -1,0 +1,25 @@
+"""Small readers shared by the end-to-end tests: results files, logs and TensorBoard tags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def results_files(folder: Path) -> list[dict]:
+    return [json.loads(path.read_text()) | {"_dir": str(path.parent)} for path in sorted(folder.rglob("results.json"))]
+
+
+def scalar_tags(events_dir: Path) -> set[str]:
+    tags: set[str] = set()
+    for path in events_dir.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(path))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
+
+
+def log_text(folder: Path) -> str:
+    return "\n".join(path.read_text() for path in sorted(folder.rglob("ssl_lightning.log")))

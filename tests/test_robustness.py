@@ -1,0 +1,94 @@
+"""Failures a real user meets: kills mid-run, diverging losses, failed sweep cells, corrupt store entries."""
+
+from __future__ import annotations
+
+import glob
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import results_files
+
+SMALL = ["data=synthetic", "profile=smoke", "data.train_size=512", "pretext.limit_train_batches=4",
+         "downstream.limit_train_batches=4", "pretext.epochs=8", "downstream.epochs=8"]
+
+
+def _start(tmp_path: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "ssl_lightning", "+experiment=rotation", *SMALL,
+               f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache={tmp_path / 'cache'}"]
+    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_when(pattern: str, process: subprocess.Popen, timeout: float = 240) -> None:
+    """SIGKILL the run as soon as a checkpoint matching `pattern` exists (the stage is under way)."""
+    deadline = time.monotonic() + timeout
+    while not glob.glob(pattern):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+
+
+def _start_epoch(output: str, stage: str) -> int:
+    found = re.findall(rf"{stage} stage starts at epoch (\d+)", output)
+    assert found, output[-3000:]
+    return int(found[-1])
+
+
+def test_sigkill_in_each_stage_then_rerun_resumes(tmp_path):
+    first = _start(tmp_path)
+    _kill_when(str(tmp_path / "cache" / "pretext" / "*.partial" / "last.ckpt"), first)
+
+    second = _start(tmp_path)
+    _kill_when(str(tmp_path / "cache" / "cells" / "*" / "last.ckpt"), second)
+    second_output = second.stdout.read()
+    assert _start_epoch(second_output, "pretext") >= 1  # finished pretext epochs were not repeated
+
+    third = _start(tmp_path)
+    third_output, _ = third.communicate(timeout=300)
+    assert third.returncode == 0, third_output[-3000:]
+    assert "reusing pretext checkpoint" in third_output
+    assert _start_epoch(third_output, "downstream") >= 1
+    (cell,) = results_files(tmp_path / "run")
+    assert cell["status"] == "ok" and cell["epochs"] == {"pretext": 8, "downstream": 8}
+    assert not list((tmp_path / "cache" / "cells").iterdir())  # the finished cell's work folder is gone
+
+
+def test_nan_loss_stops_the_stage_with_a_message(cli, tmp_path):
+    done = cli("+experiment=rotation", "data=synthetic", "profile=smoke", "pretext.lr=1e30", "pretext.epochs=3")
+    assert done.returncode == 1
+    (cell,) = results_files(tmp_path / "run")
+    assert cell["status"] == "failed"
+    assert re.search(r"pretext loss became (nan|inf) at epoch \d+, step \d+; lower pretext.lr", cell["error"])
+    assert not list((tmp_path / "cache" / "pretext").glob("*/encoder.pt"))
+
+
+def test_a_failed_cell_does_not_sink_the_sweep(cli, tmp_path):
+    done = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "downstream.lr=0.05,1e30,0.1",
+               "downstream.epochs=2", multirun=True)
+    assert done.returncode == 1
+    assert "1 cell(s) of the sweep failed" in done.stderr
+    cells = results_files(tmp_path / "multirun")
+    assert sorted(cell["status"] for cell in cells) == ["failed", "ok", "ok"]
+    report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(tmp_path / "multirun")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert "FAILED" in report.stdout or "failed" in report.stdout
+
+
+def test_corrupt_store_entry_is_retrained_not_loaded(cli, tmp_path):
+    args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
+    assert cli(*args).returncode == 0
+    (encoder,) = (tmp_path / "cache" / "pretext").glob("*/encoder.pt")
+    data = bytearray(encoder.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    encoder.write_bytes(bytes(data))
+    done = cli(*args)  # the same run folder: its log now holds both runs
+    assert done.returncode == 0, done.stderr[-3000:]
+    second_run_log = (tmp_path / "run" / "ssl_lightning.log").read_text().split("is corrupt", 1)
+    assert len(second_run_log) == 2 and "training pretext stage" in second_run_log[1]
+    (cell,) = results_files(tmp_path / "run")
+    assert cell["status"] == "ok" and cell["pretext_reused"] is False
