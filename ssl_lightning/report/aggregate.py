@@ -57,6 +57,12 @@ class Cell:
         return [r.seed for r in self.ok_runs]
 
     @property
+    def repeated_seeds(self) -> list[int]:
+        """Seeds averaged more than once (the same cell run in several sweeps): n then overstates the replicates."""
+        seeds = [s for s in self.seeds if s is not None]
+        return sorted({s for s in seeds if seeds.count(s) > 1})
+
+    @property
     def is_reference(self) -> bool:
         """Supervised with every label: the study's upper reference row, not a fraction row."""
         return self.experiment == SUPERVISED and self.fraction == 1.0

@@ -84,6 +84,11 @@ def failed_lines(table: Table, root: Path) -> list[str]:
     return lines
 
 
+def repeat_lines(table: Table) -> list[str]:
+    return [f"- {cell.label}, {fraction_text(cell.fraction)}: seed(s) {', '.join(map(str, cell.repeated_seeds))} "
+            "averaged more than once" for cell in table.cells if cell.repeated_seeds]
+
+
 def render_tables(tables: list[Table], root: Path) -> str:
     """Each table under its heading, its failed runs listed below it."""
     parts = []
@@ -92,6 +97,9 @@ def render_tables(tables: list[Table], root: Path) -> str:
         failed = failed_lines(table, root)
         if failed:
             parts += ["Failed runs:", "", *failed, ""]
+        repeated = repeat_lines(table)
+        if repeated:
+            parts += ["Repeated seeds (every run is counted in n):", "", *repeated, ""]
     return "\n".join(parts)
 
 

@@ -1,0 +1,35 @@
+"""Data sets, label fractions and DataModules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ssl_lightning.data import cifar10, fashion_mnist, imagefolder, stl10, synthetic, unlabeled_folder
+from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.config import DataConfig
+from ssl_lightning.errors import UserError
+
+LOADERS: dict[str, Callable[[DataConfig], ImageSet]] = {
+    "fashion_mnist": fashion_mnist.load,
+    "cifar10": cifar10.load,
+    "stl10": stl10.load,
+    "imagefolder": imagefolder.load,
+    "synthetic": synthetic.load,
+}
+# Data sets without labels: valid as pretext data only.
+PRETEXT_ONLY_LOADERS: dict[str, Callable[[DataConfig], ImageSet]] = {"unlabeled_folder": unlabeled_folder.load}
+
+
+def load_dataset(config: DataConfig, pretext_only: bool = False) -> ImageSet:
+    """Load the data set named by `config.name`; unknown names list the valid ones."""
+    loaders = {**LOADERS, **PRETEXT_ONLY_LOADERS} if pretext_only else LOADERS
+    loader = loaders.get(config.name)
+    if loader is None:
+        if config.name in PRETEXT_ONLY_LOADERS:
+            raise UserError(f"{config.name!r} has no labels and can only be pretext data "
+                            f"(pretext_data=[target,{config.name}]); for data= use: {', '.join(sorted(LOADERS))}")
+        raise UserError(f"unknown data set {config.name!r}; valid: {', '.join(sorted(loaders))} (data=<name>)")
+    return loader(config)
+
+
+__all__ = ["DataConfig", "ImageSet", "LOADERS", "load_dataset"]

@@ -1,0 +1,60 @@
+"""Typed data settings, built once from the Hydra config at the edge (pipeline.run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ssl_lightning.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything a loader, the fraction sampler and the DataModules need to know."""
+
+    name: str = "fashion_mnist"
+    root: str | None = None
+    fraction: float = 1.0
+    split_seed: int = 0
+    val_split: float = 0.1
+    test_split: float = 0.2
+    test_split_seed: int = 42
+    image_size: int | None = None
+    include: str | None = None
+    balance: bool = False
+    download: bool = True
+    on_bad_image: str = "error"
+    batch_size: int = 256
+    eval_batch_size: int = 512
+    num_workers: int = 0
+    pin_memory: bool = False
+    # synthetic only
+    num_classes: int = 4
+    train_size: int = 512
+    test_size: int = 128
+    channels: int = 3
+    synthetic_seed: int = 0
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> DataConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown data option(s) {unknown}; valid options: {sorted(known)}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not 0.0 < float(self.fraction) <= 1.0:
+            raise UserError(f"data.fraction={self.fraction} is outside (0, 1]; use e.g. data.fraction=0.25")
+        if not 0.0 <= float(self.val_split) < 1.0:
+            raise UserError(f"data.val_split={self.val_split} must be in [0, 1); use e.g. data.val_split=0.1")
+        if not 0.0 < float(self.test_split) < 1.0:
+            raise UserError(f"data.test_split={self.test_split} must be in (0, 1); use e.g. data.test_split=0.2")
+        if self.on_bad_image not in ("error", "skip"):
+            raise UserError(f"data.on_bad_image={self.on_bad_image!r} is not one of ['error', 'skip']")
+        if self.image_size is not None and int(self.image_size) < 8:
+            raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")
+        if int(self.batch_size) < 2:
+            raise UserError(f"data.batch_size={self.batch_size} must be at least 2")

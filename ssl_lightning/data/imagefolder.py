@@ -1,0 +1,84 @@
+"""The user's own images: one folder per class, with train/ and test/ or a stratified seeded split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.image_files import decode_images, list_images
+from ssl_lightning.errors import UserError
+
+
+def _class_files(folder: Path, include: str | None) -> dict[str, list[Path]]:
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise UserError(f"{folder} has no class folders; put each class's images in {folder}/<class name>/")
+    files = {c.name: list_images(c, include) for c in classes}
+    empty = [name for name, paths in files.items() if not paths]
+    if empty:
+        hint = f" matching data.include={include!r}" if include else ""
+        raise UserError(f"class folder(s) {empty} in {folder} hold no images{hint}; add images or remove the folder")
+    return files
+
+
+def _stratified_test_split(labels: np.ndarray, test_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    train, test = [], []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        rng = np.random.default_rng([seed, int(cls)])
+        members = rng.permutation(members)
+        n_test = max(1, int(round(test_split * len(members)))) if len(members) > 1 else 0
+        test.extend(members[:n_test])
+        train.extend(members[n_test:])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
+
+
+def _balance(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Cut every class down to the smallest one (the original study's class balancing), seeded."""
+    counts = np.bincount(labels)
+    smallest = counts[counts > 0].min()
+    keep = []
+    for cls in np.flatnonzero(counts):
+        members = np.flatnonzero(labels == cls)
+        keep.extend(np.random.default_rng([seed, int(cls), 1]).permutation(members)[:smallest])
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+def _decode(files: dict[str, list[Path]], class_names: list[str], config: DataConfig, channels: int | None):
+    paths = [path for name in class_names for path in files.get(name, [])]
+    labels = [class_names.index(name) for name in class_names for _ in files.get(name, [])]
+    images, kept = decode_images(paths, config.image_size, config.on_bad_image, channels)
+    return images, torch.as_tensor(np.asarray(labels, dtype=np.int64)[kept])
+
+
+def load(config: DataConfig) -> ImageSet:
+    if not config.root:
+        raise UserError("data=imagefolder needs data.root=/path/to/images (one folder per class)")
+    root = Path(config.root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data.root={root} does not exist; point it at a folder with one sub-folder per class")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train_files = _class_files(root / "train", config.include)
+        test_files = _class_files(root / "test", config.include)
+        classes = sorted(set(train_files) | set(test_files))
+        train_x, train_y = _decode(train_files, classes, config, None)
+        test_x, test_y = _decode(test_files, classes, config, int(train_x.shape[1]))
+    else:
+        files = _class_files(root, config.include)
+        classes = sorted(files)
+        all_x, all_y = _decode(files, classes, config, None)
+        train_idx, test_idx = _stratified_test_split(all_y.numpy(), config.test_split, config.test_split_seed)
+        train_x, train_y = all_x[train_idx], all_y[train_idx]
+        test_x, test_y = all_x[test_idx], all_y[test_idx]
+    if len(train_x) == 0:
+        raise UserError(f"no readable training images in {root}; check data.include and the files")
+    notes = [f"imagefolder {root}: {len(train_x)} train / {len(test_x)} test images, {train_x.shape[1]} channel(s)"]
+    if config.balance:
+        keep = torch.as_tensor(_balance(train_y.numpy(), config.test_split_seed))
+        train_x, train_y = train_x[keep], train_y[keep]
+        notes.append(f"balanced training classes to {int(torch.bincount(train_y).max())} images each")
+    return ImageSet(train_x, train_y, test_x, test_y, classes, notes=notes)

@@ -1,0 +1,53 @@
+"""`python -m ssl_lightning.report <folder> [--out DIR]`: tables in the terminal, results.md/csv and PNGs on disk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ssl_lightning.errors import UserError
+from ssl_lightning.report.aggregate import build_cells
+from ssl_lightning.report.collect import collect
+from ssl_lightning.report.csvfile import write_csv
+from ssl_lightning.report.table import build_tables, render_markdown, render_tables
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ssl_lightning.report",
+                                     description="Gather every results.json below a folder into tables and figures.")
+    parser.add_argument("folder", type=Path, help="a multirun or outputs folder")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: the folder)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    root = args.folder.expanduser().resolve()
+    out_dir = (args.out.expanduser().resolve() if args.out else root)
+    try:
+        collection = collect(root)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot create the output folder {out_dir}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    for problem in collection.problems:
+        print(f"warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    cells = build_cells(collection.runs)
+    tables = build_tables(cells)
+
+    from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures  # matplotlib only when needed
+
+    figures = [*curve_figures(cells, out_dir), accuracy_vs_fraction(cells, out_dir / "accuracy_vs_fraction.png")]
+    write_csv(cells, out_dir / "results.csv")
+    (out_dir / "results.md").write_text(render_markdown(collection, tables, figures) + "\n")
+    print(render_tables(tables, root))
+    print(f"wrote {out_dir / 'results.md'}, {out_dir / 'results.csv'} and {len(figures)} figure(s) to {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""PNG figures: the study's four curve panels per label fraction, and test accuracy versus fraction."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from ssl_lightning.report.aggregate import Cell, by_group, fraction_text  # noqa: E402
+from ssl_lightning.report.curves import Series, mean_curve, read_scalars  # noqa: E402
+
+# (title, stage folder under tb/, train tag, val tag, shown in percent)
+PANELS = (
+    ("Pretext loss", "pretext", "pretext/train_loss", "pretext/val_loss", False),
+    ("Pretext accuracy", "pretext", "pretext/train_acc", "pretext/val_acc", True),
+    ("Downstream loss", "downstream", "downstream/train_loss", "downstream/val_loss", False),
+    ("Downstream accuracy", "downstream", "downstream/train_acc", "downstream/val_acc", True),
+)
+
+STYLES = {"train": ("-", "o"), "val": ("--", "x")}  # line style and marker (a one-epoch curve is a single point)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _colours(cells: list[Cell]) -> dict[str, str]:
+    """The same colour for a column in every figure."""
+    orders = {c.label: c.column_order for c in cells}
+    palette = matplotlib.colormaps["tab10"].colors
+    return {label: matplotlib.colors.to_hex(palette[i % len(palette)])
+            for i, label in enumerate(sorted(orders, key=orders.__getitem__))}
+
+
+class _CurveCache:
+    """Event files are read once per run folder, however many figures use them."""
+
+    def __init__(self) -> None:
+        self._scalars: dict[Path, dict[str, Series]] = {}
+
+    def scalars(self, folder: Path) -> dict[str, Series]:
+        if folder not in self._scalars:
+            self._scalars[folder] = read_scalars(folder)
+        return self._scalars[folder]
+
+
+def _curves_figure(cells: list[Cell], title: str, colours: dict[str, str], cache: _CurveCache, path: Path) -> None:
+    figure = Figure(figsize=(12, 9), layout="constrained")
+    axes = figure.subplots(2, 2).ravel()
+    handles = []
+    for cell in cells:
+        runs = cell.ok_runs
+        if not runs:
+            continue
+        colour = colours[cell.label]
+        handles.append(Line2D([], [], color=colour, label=f"{cell.label} (mean of {len(runs)} seed(s))"))
+        for ax, (_, stage, train_tag, val_tag, percent) in zip(axes, PANELS, strict=True):
+            scalars = [cache.scalars(run.run_dir / "tb" / stage) for run in runs]
+            for tag, (style, marker) in ((train_tag, STYLES["train"]), (val_tag, STYLES["val"])):
+                xs, ys = mean_curve([s[tag] for s in scalars if tag in s])
+                if xs:
+                    scale = 100.0 if percent else 1.0
+                    ax.plot(xs, [scale * y for y in ys], linestyle=style, marker=marker, color=colour)
+    for ax, (name, _, _, _, percent) in zip(axes, PANELS, strict=True):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)" if percent else "loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no curves logged", ha="center", va="center", transform=ax.transAxes)
+    handles += [Line2D([], [], color="black", linestyle=style, marker=marker, label=name)
+                for name, (style, marker) in STYLES.items()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+    figure.suptitle(f"{title} — curves are the mean over seeds (solid/o train, dashed/x val)")
+    figure.savefig(path, dpi=100)
+
+
+def curve_figures(cells: list[Cell], out_dir: Path) -> list[Path]:
+    """One PNG per (data, protocol, fraction) with the pretext/downstream loss and accuracy panels."""
+    colours, cache, written = _colours(cells), _CurveCache(), []
+    for (data, protocol), group in by_group(cells).items():
+        for fraction in sorted({c.fraction for c in group}):
+            chosen = [c for c in group if c.fraction == fraction]
+            pct = fraction_text(fraction)
+            path = out_dir / f"curves_{_safe(data)}_{_safe(protocol)}_{_safe(pct.replace('%', 'pct'))}.png"
+            _curves_figure(chosen, f"{data} · {protocol} · {pct} labels", colours, cache, path)
+            written.append(path)
+    return written
+
+
+def accuracy_vs_fraction(cells: list[Cell], path: Path) -> Path:
+    """Test accuracy (mean ± std over seeds) against label fraction, one panel per (data, protocol)."""
+    groups = by_group(cells)
+    colours = _colours(cells)
+    figure = Figure(figsize=(7 * len(groups), 5), layout="constrained")
+    axes = figure.subplots(1, len(groups), squeeze=False)[0]
+    for ax, ((data, protocol), group) in zip(axes, groups.items(), strict=True):
+        for label in [name for name in colours if any(c.label == name for c in group)]:
+            points = sorted((c.fraction, *c.acc_percent) for c in group if c.label == label and c.n)
+            if not points:
+                continue
+            xs = [100 * x for x, _, _ in points]
+            ax.errorbar(xs, [m for _, m, _ in points], yerr=[s or 0.0 for _, _, s in points], color=colours[label],
+                        marker="o", capsize=4, label=label)
+        fractions = sorted({100 * c.fraction for c in group})
+        ax.set_xticks(fractions, [f"{f:g}%" for f in fractions])
+        ax.set_title(f"{data} · {protocol}")
+        ax.set_xlabel("label fraction")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle("Test accuracy vs label fraction (mean ± sample std over seeds)")
+    figure.savefig(path, dpi=100)
+    return path
