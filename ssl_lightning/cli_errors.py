@@ -19,7 +19,10 @@ def remove_fresh_output_dir(run_dir: Path) -> None:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
+    keep = Path.cwd().resolve()  # never the folder the user ran from, nor anything above it
     for folder in (run_dir, *run_dir.parents):
+        if folder.resolve() == keep or folder.resolve() in keep.parents:
+            break
         try:
             folder.rmdir()
         except OSError:

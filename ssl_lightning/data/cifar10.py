@@ -27,7 +27,7 @@ def _read_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarra
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             images.append(data)
             labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
+        except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
             raise UserError(f"cannot read CIFAR-10 batch {path}: {error}; delete {folder} to re-download") from error
     return np.concatenate(images), np.concatenate(labels)
 
@@ -35,8 +35,11 @@ def _read_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarra
 def _class_names(folder: Path) -> list[str]:
     meta_path = folder / "batches.meta"
     if meta_path.is_file():
-        meta = load_pickle(meta_path)
-        return [name.decode() if isinstance(name, bytes) else str(name) for name in meta[b"label_names"]]
+        try:
+            names = load_pickle(meta_path)[b"label_names"]
+        except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+            raise UserError(f"cannot read CIFAR-10 file {meta_path}: {error}; delete {folder}, then retry") from error
+        return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
     return [str(i) for i in range(10)]
 
 

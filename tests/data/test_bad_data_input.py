@@ -1,0 +1,128 @@
+"""Bad data input through the real CLI: one `error:` line, exit code 2, and no run folder or pretext entry left.
+
+Each case is one CLI subprocess (several seconds of imports). They run concurrently once per module, each in its
+own folder, and every case is then checked by its own parametrized test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.data.writers import write_png
+
+COMMON = ("profile=smoke",)
+VALID_NAMES = "cifar10, fashion_mnist, imagefolder, stl10, synthetic"
+
+
+def image_tree(root: Path, classes: tuple[str, ...] = ("benign", "malignant"), per_class: int = 10) -> Path:
+    """class/patientN/x40/*.png, 16 px RGB, enough images per class for a test share and a validation share."""
+    for c, name in enumerate(classes):
+        for k in range(per_class):
+            write_png(root / name / f"patient{k % 2}" / "x40" / f"{k}.png", (20 * k, 100 * c, 60), size=16)
+    return root
+
+
+def with_broken_image(folder: Path) -> Path:
+    root = image_tree(folder / "images")
+    (root / "benign" / "patient1" / "x40" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n junk, not a PNG body")
+    return root
+
+
+def with_empty_class(folder: Path) -> Path:
+    root = image_tree(folder / "images")
+    (root / "stroma" / "patient0").mkdir(parents=True)
+    (root / "stroma" / "patient0" / "notes.txt").write_text("no images here")
+    return root
+
+
+def empty_root(folder: Path) -> Path:
+    (folder / "images").mkdir()
+    return folder / "images"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: CLI arguments (given the case's folder) and what the one-line message must contain."""
+
+    args: Callable[[Path], list[str]]
+    says: tuple[str, ...]
+    # A pretext method makes the "no pretext entry" check bite: the split must be checked before pretext training.
+    experiment: str = "supervised"
+
+
+CASES: dict[str, Case] = {
+    "fraction_zero": Case(lambda d: ["data=synthetic", "data.fraction=0"], ("data.fraction=0", "(0, 1]")),
+    "fraction_above_one": Case(lambda d: ["data=synthetic", "data.fraction=1.5"], ("data.fraction=1.5", "(0, 1]")),
+    "fraction_leaves_a_class_empty": Case(lambda d: ["data=synthetic", "data.fraction=0.001"],
+                                          ("data.fraction=0.001", "'class_0'", "no image"), "rotation"),
+    "unknown_data_name": Case(lambda d: ["data=synthetic", "data.name=imagenet"], ("'imagenet'", VALID_NAMES)),
+    "unknown_data_group": Case(lambda d: ["data=imagenet"], ("imagenet", "cifar10", "synthetic")),
+    "imagefolder_missing_root": Case(lambda d: ["data=imagefolder", f"data.root={d / 'nowhere'}"],
+                                     ("nowhere", "does not exist")),
+    "imagefolder_empty_root": Case(lambda d: ["data=imagefolder", f"data.root={empty_root(d)}"],
+                                   ("no class folders",)),
+    "imagefolder_class_without_images": Case(lambda d: ["data=imagefolder", f"data.root={with_empty_class(d)}"],
+                                             ("stroma", "no images")),
+    "imagefolder_unreadable_image": Case(lambda d: ["data=imagefolder", f"data.root={with_broken_image(d)}"],
+                                         ("broken.png", "data.on_bad_image=skip")),
+}
+SKIP_BAD_IMAGE = "imagefolder_skip_unreadable_image"
+EMPTY_WORKING_FOLDER = "fraction_zero"  # run from a folder that holds nothing
+
+
+def _skip_args(folder: Path) -> list[str]:
+    return ["data=imagefolder", f"data.root={with_broken_image(folder)}", "data.on_bad_image=skip"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """Run every case once, two at a time (one per core); each case gets its own working folder."""
+    jobs = {name: (case.experiment, case.args) for name, case in CASES.items()}
+    jobs[SKIP_BAD_IMAGE] = ("supervised", _skip_args)
+
+    def launch(name: str) -> tuple[Path, subprocess.CompletedProcess]:
+        folder = tmp_path_factory.mktemp(name)
+        if name != EMPTY_WORKING_FOLDER:  # a file of the user's, so the folder itself must survive the error
+            (folder / "keep.txt").write_text("the user's own file")
+        experiment, args = jobs[name]
+        return folder, run_cli([*COMMON, f"+experiment={experiment}", *args(folder)], folder)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(jobs, pool.map(launch, jobs), strict=True))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_data_input_is_one_line_exit_2_and_writes_nothing(runs, name):
+    folder, result = runs[name]
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in CASES[name].says:
+        assert fragment in lines[0]
+    assert not (folder / "run").exists()
+    assert name == EMPTY_WORKING_FOLDER or (folder / "keep.txt").is_file()
+    pretext = folder / "cache" / "pretext"
+    assert not pretext.exists() or not any(pretext.iterdir())
+
+
+def test_user_error_keeps_the_working_folder(runs):
+    folder, result = runs[EMPTY_WORKING_FOLDER]
+    assert result.returncode == 2
+    assert folder.is_dir()
+
+
+def test_skipping_unreadable_images_lets_the_run_finish(runs):
+    folder, result = runs[SKIP_BAD_IMAGE]
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((folder / "run" / "results.json").read_text())
+    assert results["status"] == "ok" and results["data"] == "imagefolder"
+    assert sum(results["labeled_per_class"].values()) + results["num_val"] + results["num_test"] == 20
