@@ -31,6 +31,7 @@ class Classifier(pl.LightningModule):
         self.optim, self.epochs, self.protocol, self.augment = optim, epochs, protocol, augment
         if protocol == "linear":
             self.encoder.requires_grad_(False)
+            self.encoder.eval()  # Lightning >= 2.2 no longer calls .train() when fit starts
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")

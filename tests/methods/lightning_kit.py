@@ -60,16 +60,23 @@ class StepLosses(Callback):
         self.losses.append(float(loss))
 
 
-def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, steps: int, root: str) -> list[float]:
-    """Train with a real CPU Trainer for `steps` optimisation steps (no validation) and return the step losses."""
+def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, steps: int, root: str,
+        validate_every: int | None = None) -> list[float]:
+    """Train with a real CPU Trainer for `steps` optimisation steps and return the step losses.
+
+    `validate_every` runs one validation batch every that many steps (the train/eval mode switches included).
+    """
     recorder = StepLosses()
+    validation = {"limit_val_batches": 0} if validate_every is None else {
+        "limit_val_batches": 1, "val_check_interval": validate_every, "check_val_every_n_epoch": None}
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, limit_val_batches=0, logger=False,
+        accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, **validation, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         use_distributed_sampler=False, num_sanity_val_steps=0, callbacks=[recorder], default_root_dir=root,
     )
     trainer.fit(module, datamodule=datamodule)
     assert len(recorder.losses) == steps
+    assert validate_every is None or any("val" in key for key in trainer.callback_metrics), "validation did not run"
     return recorder.losses
 
 
