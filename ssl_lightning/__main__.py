@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -60,6 +62,8 @@ def entry() -> None:
     except UserError as error:
         exit_with_user_error(error, None)
     sys.argv = _with_default_profile(sys.argv)
+    # Inherited by the ranks Lightning re-launches (they run the sweep again): one sweep folder for all ranks.
+    os.environ.setdefault("SSL_LIGHTNING_STARTED", time.strftime("%Y-%m-%d_%H-%M-%S"))
     main()
     if sweep_status.failed_cells:
         print(f"{len(sweep_status.failed_cells)} cell(s) of the sweep failed: "

@@ -6,7 +6,6 @@ Configuration becomes typed settings here, at the edge; nothing below sees the H
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import traceback
@@ -30,6 +29,7 @@ from ssl_lightning.data.pretext_sources import (
     source_configs,
     to_channels,
 )
+from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import run_downstream
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.init import apply_init, init_identity
@@ -53,11 +53,6 @@ def _data_identity(settings: RunSettings) -> dict[str, Any]:
         identity.update(num_classes=data.num_classes, train_size=data.train_size, channels=data.channels,
                         synthetic_seed=data.synthetic_seed)
     return identity
-
-
-def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and int(
-        os.environ.get("NODE_RANK", "0")) == 0
 
 
 def _prepare_target(images: ImageSet, size: int | None, channels: int) -> ImageSet:
@@ -107,7 +102,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     settings, images, split, encoder = cell.settings, cell.images, cell.split, cell.encoder
     labels = images.train_labels.numpy()
     per_class = write_subset(run_dir, split, labels, images.classes, settings.data.fraction,
-                             settings.data.split_seed) if _is_global_zero() else {}
+                             settings.data.split_seed) if is_global_zero() else {}
     log.info("%s: %d labelled images (%s), %d validation, %d test; %s", settings.experiment, len(split.labeled),
              ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.val), len(images.test_labels),
              "; ".join(images.notes))
@@ -152,7 +147,9 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
                        traceback=traceback.format_exc(limit=8))
         log.error("cell failed: %s", results["error"])
     results["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    if _is_global_zero():
+    if is_global_zero():
+        if results["pretext_key"] is not None:  # every rank has read rank 0's decision: the downstream fit ran
+            forget_shared(settings.cache_dir / "pretext", results["pretext_key"])
         write_results(run_dir, results)
         if results["status"] == "ok":
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from filelock import Timeout
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ssl_lightning.data.datamodules import PretextDataModule
+from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
@@ -62,11 +64,24 @@ def build_method(settings: RunSettings, encoder: Encoder) -> PretextMethod:
     return SimCLRPretext(encoder, pretext.optim, pretext.epochs, **pretext.simclr)
 
 
-def _is_global_zero() -> bool:
-    import os
+def _several_processes(settings: RunSettings) -> bool:
+    devices = settings.trainer.devices
+    return settings.trainer.num_nodes > 1 or not (devices == 1 or devices == "1" or devices == "auto")
 
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and int(
-        os.environ.get("NODE_RANK", "0")) == 0
+
+def _load_as_rank_zero_decides(settings: RunSettings, store: PretextStore, key: str):
+    """Stored weights or None; under DDP every rank follows rank 0, which alone holds the lock (and may have
+    waited on it while another job stored this encoder): train-or-reuse must be the same on all ranks."""
+    if not _several_processes(settings):
+        return store.load(key) if settings.pretext.reuse else None
+    zero = is_global_zero()
+    loaded = store.load(key) if settings.pretext.reuse and zero else None
+    decision = share_from_rank_zero(store.root, key, {"reuse": loaded is not None} if zero else None)
+    if not zero and decision["reuse"]:
+        loaded = store.load(key)
+        if loaded is None:
+            raise RuntimeError(f"rank 0 reuses pretext store entry {key} but this rank cannot read it")
+    return loaded
 
 
 def _copy_events(source: Path, target: Path) -> None:
@@ -81,13 +96,15 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
     store = PretextStore(settings.cache_dir / "pretext")
     started = time.perf_counter()
     entry = store.entry(key)
-    lock = store.lock(key) if _is_global_zero() else None
+    lock = store.lock(key) if is_global_zero() else None
     if lock is not None:
-        if lock.is_locked:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
             log.info("another job is training pretext %s: waiting for it", key)
-        lock.acquire()
+            lock.acquire()
     try:
-        loaded = store.load(key) if settings.pretext.reuse else None
+        loaded = _load_as_rank_zero_decides(settings, store, key)
         if loaded is not None:
             state, meta = loaded
             load_encoder_weights(encoder, state, f"pretext store entry {key}")
@@ -97,7 +114,7 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
             return PretextOutcome(key, True, int(meta.get("epochs", 0)), time.perf_counter() - started)
         log.info("training pretext stage %s (%s) for %d epoch(s)", key, settings.experiment, settings.pretext.epochs)
         _train(settings, encoder, images, pool, val, entry.partial_dir)
-        if _is_global_zero():
+        if is_global_zero():
             meta = {"method": settings.method, "experiment": settings.experiment, "epochs": settings.pretext.epochs,
                     "backbone": encoder.name, "in_channels": encoder.in_channels}
             store.save(key, {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, meta,

@@ -36,7 +36,9 @@ class SimCLRPretext(PretextMethod):
         z = self.projector(self.encoder(standardize(views)))
         z1, z2 = z.chunk(2)
         trainer = self._trainer  # None when the module is used outside a Trainer (tests, benchmarks)
-        distributed = trainer is not None and trainer.world_size > 1
+        # Gather only while training: validation shards may differ by an image between ranks (no padding),
+        # and all_gather needs equal shapes and equal call counts on every rank.
+        distributed = trainer is not None and trainer.world_size > 1 and self.training
         gather = self._gather if distributed else None
         rank = trainer.global_rank if distributed else 0
         return nt_xent(z1, z2, self.temperature, gather=gather, rank=rank)
