@@ -1,0 +1,118 @@
+"""The benchmark scripts run end to end on tiny sizes and print every figure they promise (no timing checks)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from benchmarks import run_all
+from benchmarks.figures import Figure, Target, figure_table
+
+REPO = Path(__file__).resolve().parent.parent
+PRETEXT_METHODS = ("rotation", "rotation_jitter", "simclr")
+EXPECTED = {
+    "pretext_throughput": [f"{method}/{backbone} {kind}" for method in PRETEXT_METHODS
+                           for backbone in ("compact", "resnet18") for kind in ("ours", "conventional",
+                                                                                 "ours/conventional")],
+    "data_overhead": [f"{method} {kind}" for method in (*PRETEXT_METHODS, "classifier")
+                      for kind in ("real data path", "batch in memory", "real/in-memory")],
+    "memory": ["cell max RSS", "cell wall time"],
+}
+NUMBER = r"(?:[\d,]+(?:\.\d+)?(?:e[-+]?\d+)?|nan)"
+
+
+def sections(output: str) -> dict[str, str]:
+    """run_all's output split at its `#### <benchmark>:` headers (the summary stays in the last one)."""
+    parts = re.split(r"^#### (\w+): ", output, flags=re.MULTILINE)
+    found: dict[str, str] = {}
+    for name, text in zip(parts[1::2], parts[2::2], strict=True):
+        found[name] = found.get(name, "") + text
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_run() -> subprocess.CompletedProcess:
+    """`python -m benchmarks.run_all --tiny --repeats 1`: every registered benchmark, each in its own process."""
+    return subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--tiny", "--repeats", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_run_all_tiny_runs_every_default_benchmark(tiny_run):
+    assert tiny_run.returncode == 0, tiny_run.stdout[-3000:] + tiny_run.stderr[-3000:]
+    summary = tiny_run.stdout.split("SUMMARY", 1)[1]
+    for name in EXPECTED:
+        assert re.search(rf"^  {name}: ok \(\d+ s\)$", summary, re.MULTILINE), name
+    assert "grid_time: not run (add --grid)" in summary
+    assert re.search(r"targets: \d+/\d+ met", summary)
+
+
+@pytest.mark.parametrize("benchmark", sorted(EXPECTED))
+def test_each_benchmark_prints_its_machine_and_figures(tiny_run, benchmark):
+    section = sections(tiny_run.stdout)[benchmark]
+    for fact in ("cores:", "torch:", "device:"):
+        assert f"   {fact} " in section, fact
+    for name in EXPECTED[benchmark]:
+        # in the benchmark's own table (figure, unit, min, median) and in run_all's table
+        assert re.search(rf"^{re.escape(name)}\s+\S+\s+{NUMBER}\s+{NUMBER}\s", section, re.MULTILINE), name
+        assert re.search(rf"^{benchmark}\s+{re.escape(name)}\s+\S+\s+{NUMBER}\s+{NUMBER}\s", tiny_run.stdout,
+                         re.MULTILINE), name
+
+
+def test_targets_are_judged_in_the_summary(tiny_run):
+    rows = {re.split(r"\s{2,}", line)[1]: line for line in tiny_run.stdout.splitlines()
+            if line.startswith(("pretext_throughput ", "data_overhead ", "memory "))}
+    assert re.search(r">= 1\.5\s+(pass|FAIL)$", rows["simclr/compact ours/conventional"])
+    for method in (*PRETEXT_METHODS, "classifier"):
+        assert re.search(r"<= 1\.1\s+(pass|FAIL)$", rows[f"{method} real/in-memory"])
+    assert re.search(r"<= 3\s+(pass|FAIL)$", rows["cell max RSS"])
+    assert rows["simclr/compact ours"].rstrip().endswith("-")  # no target, no verdict
+
+
+def test_figure_statistics_and_verdicts():
+    figure = Figure("bench", "ratio", "x", [2.0, 1.0, 1.4], Target(">=", 1.5))
+    assert (figure.min, figure.median, figure.passed) == (1.0, 1.4, False)
+    assert Figure("bench", "ratio", "x", [1.0, 1.6, 1.7], Target(">=", 1.5)).passed is True
+    assert Figure("bench", "overhead", "x", [1.2, 1.05, 1.0], Target("<=", 1.1)).passed is True
+    assert Figure("bench", "speed", "img/s", [3.0]).passed is None
+    assert Figure.from_json(figure.to_json()) == figure
+    table = figure_table([figure], with_benchmark=True)
+    assert re.search(r"^bench\s+ratio\s+x\s+1\.00\s+1\.40\s+>= 1\.5\s+FAIL$", table, re.MULTILINE), table
+
+
+def test_run_all_selection_registry_and_opt_in():
+    default = [b.name for b in run_all.selected(run_all.parse_args([]))]
+    assert default == ["pretext_throughput", "data_overhead", "memory"]
+    assert "grid_time" in [b.name for b in run_all.selected(run_all.parse_args(["--grid"]))]
+    assert [b.name for b in run_all.selected(run_all.parse_args(["--only", "memory"]))] == ["memory"]
+
+
+def test_run_all_rejects_unknown_benchmarks():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--only", "memory,nope"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown benchmark(s) ['nope']" in result.stderr
+
+
+def test_missing_and_failing_benchmarks_are_reported(tmp_path):
+    args = SimpleNamespace(tiny=True, repeats=None, threads=None)
+    missing = run_all.run_one(run_all.Benchmark("not_written_yet"), args, tmp_path)
+    assert missing.status == "skipped"
+    # run_all itself does not accept --json, so as a "benchmark" it exits 2: reported as failed, no figures
+    failing = run_all.run_one(run_all.Benchmark("run_all"), args, tmp_path)
+    assert failing.status == "failed" and failing.figures is None
+    assert "run_all: failed" in run_all.summary([missing, failing], tiny=True)
+
+
+def test_memory_cell_overrides_let_the_user_replace_defaults():
+    from benchmarks.memory import cell_overrides
+
+    assert cell_overrides(False, False, []) == ["+experiment=simclr", "data.fraction=0.25", "profile=cpu"]
+    assert cell_overrides(True, True, []) == ["+experiment=simclr", "data=synthetic", "profile=smoke",
+                                              "trainer=gpu"]
+    assert cell_overrides(False, True, ["profile=smoke", "trainer=cpu"]) == [
+        "+experiment=simclr", "data.fraction=0.25", "profile=smoke", "trainer=cpu"]
