@@ -1,6 +1,6 @@
-"""What every benchmark shares: machine description, repeat statistics, targets and the figure table.
+"""What every benchmark shares: the machine description, timing, command-line options and the report.
 
-A benchmark returns a list of `Figure`s; `finish` prints them and, for `run_all`, writes them as JSON.
+A benchmark collects `Figure`s in a `Report`; `finish` prints them and, for `run_all`, writes them as JSON.
 """
 
 from __future__ import annotations
@@ -9,93 +9,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from benchmarks.figures import Figure, Target, figure_table
+
 DEFAULT_REPEATS = 3
-
-
-@dataclass(frozen=True)
-class Target:
-    """A bound the median must meet, e.g. Target(">=", 1.5)."""
-
-    op: str
-    value: float
-
-    def met_by(self, value: float) -> bool:
-        return value >= self.value if self.op == ">=" else value <= self.value
-
-    def __str__(self) -> str:
-        return f"{self.op} {self.value:g}"
-
-
-@dataclass
-class Figure:
-    """One measured quantity: every repeat's value, so min and median can be reported."""
-
-    benchmark: str
-    name: str
-    unit: str
-    values: list[float]
-    target: Target | None = None
-    note: str = ""
-
-    @property
-    def min(self) -> float:
-        return min(self.values)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def passed(self) -> bool | None:
-        """Judged on the median; None when there is no target."""
-        return None if self.target is None else self.target.met_by(self.median)
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["target"] = asdict(self.target) if self.target else None
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> Figure:
-        target = Target(**data["target"]) if data.get("target") else None
-        return cls(data["benchmark"], data["name"], data["unit"], list(data["values"]), target, data.get("note", ""))
-
-
-def verdict(figure: Figure) -> str:
-    return {None: "-", True: "pass", False: "FAIL"}[figure.passed]
-
-
-def format_value(value: float) -> str:
-    if value != value:  # NaN
-        return "nan"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-
-
-def figure_table(figures: list[Figure], with_benchmark: bool = False) -> str:
-    """A plain-text table: figure, unit, min, median, target, pass/fail."""
-    header = ["benchmark"] if with_benchmark else []
-    header += ["figure", "unit", "min", "median", "target", "result"]
-    rows = [header]
-    for fig in figures:
-        row = [fig.benchmark] if with_benchmark else []
-        row += [fig.name, fig.unit, format_value(fig.min), format_value(fig.median),
-                str(fig.target) if fig.target else "-", verdict(fig)]
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+_THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 
 
 def machine() -> dict[str, str]:
@@ -105,7 +30,13 @@ def machine() -> dict[str, str]:
         device = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} GPU(s))"
     else:
         device = "cpu (no CUDA)"
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        averages = os.getloadavg()
+        load = ", ".join(f"{v:.2f}" for v in averages)
+        if averages[0] > (usable or 1):
+            load += (f" (BUSY: more runnable work than the {usable} usable cores, figures will be noisy; "
+                     "try --threads 1 or OMP_WAIT_POLICY=PASSIVE)")
     import torchvision
 
     return {
@@ -116,6 +47,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load average": load,
+        "thread env": ", ".join(f"{k}={os.environ[k]}" for k in _THREAD_ENV if k in os.environ) or "none set",
     }
 
 
@@ -150,15 +82,24 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks that the script runs, in seconds")
     parser.add_argument("--repeats", type=int, default=None, help=f"repeats per figure (default {DEFAULT_REPEATS})")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice; 1 with --tiny, which keeps tiny runs "
+                             "fast on a busy machine)")
     return parser
 
 
-def repeats_from(args: argparse.Namespace, tiny_default: int = 2) -> int:
+def apply_threads(args: argparse.Namespace) -> None:
+    threads = args.threads if args.threads is not None else (1 if args.tiny else None)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def repeats_from(args: argparse.Namespace, tiny_default: int = 2, default: int = DEFAULT_REPEATS) -> int:
     if args.repeats is not None:
         if args.repeats < 1:
             raise SystemExit("error: --repeats must be at least 1")
         return args.repeats
-    return tiny_default if args.tiny else DEFAULT_REPEATS
+    return tiny_default if args.tiny else default
 
 
 @dataclass

@@ -7,6 +7,7 @@ The training step then uses the same encoder, head and loss as our LightningModu
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -24,7 +25,7 @@ class PerSampleImages(Dataset):
     """uint8 images stored as arrays, decoded to PIL (or a per-image tensor) one at a time, then transformed."""
 
     def __init__(self, images: torch.Tensor, transform, as_pil: bool = True):
-        array = images.permute(0, 2, 3, 1).numpy()  # N x H x W x C
+        array = np.ascontiguousarray(images.permute(0, 2, 3, 1).numpy())  # N x H x W x C, as CIFAR-10 stores it
         self.array = array[..., 0] if array.shape[-1] == 1 else array
         self.images = images
         self.transform, self.as_pil = transform, as_pil

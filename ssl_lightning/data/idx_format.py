@@ -20,7 +20,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = raw[3]
     header_end = 4 + 4 * ndim
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=header_end)
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=header_end)  # writable: tensors may be changed
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: header says {shape}, found {data.size} values")
     return data.reshape(shape)
