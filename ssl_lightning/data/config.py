@@ -24,7 +24,6 @@ class DataConfig:
     balance: bool = False
     download: bool = True
     on_bad_image: str = "error"
-    batch_size: int = 256
     eval_batch_size: int = 512
     num_workers: int = 0
     pin_memory: bool = False
@@ -56,5 +55,3 @@ class DataConfig:
             raise UserError(f"data.on_bad_image={self.on_bad_image!r} is not one of ['error', 'skip']")
         if self.image_size is not None and int(self.image_size) < 8:
             raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")
-        if int(self.batch_size) < 2:
-            raise UserError(f"data.batch_size={self.batch_size} must be at least 2")

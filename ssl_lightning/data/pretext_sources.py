@@ -112,7 +112,7 @@ def assemble(target: ImageSet, pool: np.ndarray, val: np.ndarray, sources: dict[
 
 
 def _identity(config: DataConfig) -> dict[str, Any]:
-    fields = replace(config, batch_size=0, eval_batch_size=0, num_workers=0, pin_memory=False, download=True)
+    fields = replace(config, eval_batch_size=0, num_workers=0, pin_memory=False, download=True)
     values = dict(fields.__dict__)
     if values.get("root"):
         values["root"] = str(Path(values["root"]).expanduser().resolve())
