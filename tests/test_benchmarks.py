@@ -116,3 +116,12 @@ def test_memory_cell_overrides_let_the_user_replace_defaults():
                                               "trainer=gpu"]
     assert cell_overrides(False, True, ["profile=smoke", "trainer=cpu"]) == [
         "+experiment=simclr", "data.fraction=0.25", "profile=smoke", "trainer=cpu"]
+
+
+def test_grid_time_tiny_measures_both_variants():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.grid_time", "--tiny"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("grid wall time (reuse)", "grid wall time (no reuse)", "pretext stage total (no reuse)"):
+        assert name in result.stdout
+    assert "4 cells ok" in result.stdout
