@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from ssl_lightning.errors import UserError
 from ssl_lightning.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
+# Our checkpoint folders also hold TensorBoard events and resumable state: expected, not worth a warning.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
