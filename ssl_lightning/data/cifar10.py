@@ -10,6 +10,7 @@ import torch
 
 from ssl_lightning.data.base import ImageSet, as_nchw_uint8
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.download import ensure_files
 from ssl_lightning.data.safe_pickle import load_pickle
 from ssl_lightning.errors import UserError
 
@@ -44,22 +45,12 @@ def _class_names(folder: Path) -> list[str]:
 
 
 def _ensure_files(root: Path, download: bool) -> Path:
-    folder = root / FOLDER
-    needed = [folder / name for name in TRAIN_BATCHES + TEST_BATCHES]
-    if all(path.is_file() for path in needed):
-        return folder
-    if not download:
-        raise UserError(f"CIFAR-10 batches not found in {folder}; set data.download=true or data.root")
-    from torchvision.datasets import CIFAR10
+    def fetch() -> None:
+        from torchvision.datasets import CIFAR10
 
-    try:
         CIFAR10(str(root), train=True, download=True)
-    except Exception as error:
-        raise UserError(
-            f"CIFAR-10 not found in {folder} and the download failed ({type(error).__name__}); "
-            "copy cifar-10-batches-py into data.root"
-        ) from error
-    return folder
+
+    return ensure_files(root / FOLDER, TRAIN_BATCHES + TEST_BATCHES, download, "CIFAR-10", fetch)
 
 
 def load(config: DataConfig) -> ImageSet:

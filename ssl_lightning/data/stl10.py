@@ -9,6 +9,7 @@ import torch
 
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.download import ensure_files
 from ssl_lightning.errors import UserError
 
 FOLDER = "stl10_binary"
@@ -29,22 +30,13 @@ def _read_labels(path: Path) -> torch.Tensor:
 
 
 def _ensure_files(root: Path, download: bool) -> Path:
-    folder = root / FOLDER
-    needed = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
-    if all((folder / name).is_file() for name in needed):
-        return folder
-    if not download:
-        raise UserError(f"STL-10 files not found in {folder}; set data.download=true or data.root")
-    from torchvision.datasets import STL10
+    def fetch() -> None:
+        from torchvision.datasets import STL10
 
-    try:
         STL10(str(root), split="train+unlabeled", download=True)
-    except Exception as error:
-        raise UserError(
-            f"STL-10 not found in {folder} and the download failed ({type(error).__name__}); "
-            "copy stl10_binary into data.root"
-        ) from error
-    return folder
+
+    needed = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
+    return ensure_files(root / FOLDER, needed, download, "STL-10", fetch)
 
 
 def load(config: DataConfig) -> ImageSet:
