@@ -32,6 +32,7 @@ from ssl_lightning.data.pretext_sources import (
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import run_downstream
 from ssl_lightning.models.backbones import Encoder, build_encoder
+from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init, init_identity
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
@@ -82,14 +83,21 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     check_accelerator(settings.trainer)
     images = load_dataset(settings.data)
     split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,
-                             settings.data.val_split, images.classes)
+                             settings.data.val_split, images.classes, settings.data.val_per_label,
+                             settings.data.balance)
     sources = source_configs(settings.pretext_data, settings.data) if settings.method else {}
     loaded = load_sources(sources)
     images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
+    pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
     encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
     apply_init(encoder, settings.backbone.init)
     return PreparedCell(settings, images, split, encoder, pretext)
+
+
+def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) -> bool:
+    """A linear probe on an untrained encoder: its BatchNorm statistics must come from data first."""
+    return pretext is None and settings.downstream.protocol == "linear" and settings.backbone.init == "random"
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -103,18 +111,20 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     labels = images.train_labels.numpy()
     per_class = write_subset(run_dir, split, labels, images.classes, settings.data.fraction,
                              settings.data.split_seed) if is_global_zero() else {}
-    log.info("%s: %d labelled images (%s), %d validation, %d test; %s", settings.experiment, len(split.labeled),
-             ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.val), len(images.test_labels),
-             "; ".join(images.notes))
+    log.info("%s: %d labelled images (%s), %d validation (of a pool of %d), %d test; %s", settings.experiment,
+             len(split.labeled), ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.selection_val),
+             len(split.val), len(images.test_labels), "; ".join(images.notes))
     results: dict[str, Any] = {
         "status": "running", "experiment": settings.experiment, "data": settings.data.name,
         "fraction": settings.data.fraction, "seed": settings.seed, "split_seed": settings.data.split_seed,
         "protocol": settings.downstream.protocol, "backbone": settings.backbone.name,
-        "labeled_per_class": per_class, "num_labeled": int(len(split.labeled)), "num_val": int(len(split.val)),
+        "labeled_per_class": per_class, "num_labeled": int(len(split.labeled)),
+        "num_val": int(len(split.selection_val)), "num_val_pool": int(len(split.val)),
         "num_test": int(len(images.test_labels)), "classes": images.classes, "subset_file": "subset.json",
         "git_commit": git_commit(), "config": settings.config, "seconds": {}, "epochs": {},
         "pretext_key": None, "pretext_reused": False, "init": settings.backbone.init,
         "pretext_data": cell.pretext.label if cell.pretext else None,
+        "encoder": "random" if cell.pretext is None and settings.backbone.init == "random" else "trained",
     }
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
@@ -129,6 +139,10 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             results.update(pretext_key=key, pretext_reused=outcome.reused)
             results["seconds"]["pretext"] = round(outcome.seconds, 2)
             results["epochs"]["pretext"] = outcome.epochs
+        if _random_encoder_probe(settings, cell.pretext):
+            used = reestimate_batchnorm(encoder, images.train_images, split.pool, seed=settings.seed)
+            log.info("random encoder probed linearly: BatchNorm statistics re-estimated on %d training images", used)
+            results["batchnorm_reestimated_on"] = used
         cell_key = config_key({"pretext": results["pretext_key"], "experiment": settings.experiment,
                                "data": _data_identity(settings), "fraction": settings.data.fraction,
                                "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
@@ -139,6 +153,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             status="ok", test_loss=down.test_loss, test_acc=down.test_acc,
             per_class_acc=dict(zip(images.classes, down.per_class_acc, strict=False)),
             best_val_acc=down.best_val_acc, checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)),
+            best_epoch=down.best_epoch, chosen_lr=down.chosen_lr, probe_layer=down.probe_layer,
         )
         results["seconds"]["downstream"] = round(down.seconds, 2)
         results["epochs"]["downstream"] = down.epochs

@@ -131,7 +131,8 @@ def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: 
     """Train in the store's working folder (checkpoints and events survive a kill; a rerun resumes)."""
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     module = prepare_module(build_method(settings, encoder), settings.trainer)
-    data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.data.eval_batch_size,
+    # Validation at the training batch size: a contrastive accuracy depends on the number of candidates per batch.
+    data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.pretext.batch_size,
                              settings.data.num_workers, settings.data.pin_memory, seed=settings.seed)
     last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)

@@ -24,13 +24,16 @@ def git_commit() -> str | None:
 
 def write_subset(run_dir: Path, split: LabelSplit, labels: np.ndarray, classes: list[str], fraction: float,
                  split_seed: int) -> dict[str, int]:
-    """Record the labelled indices, the validation indices and per-class counts (indices into the train set)."""
+    """Record the labelled indices, the validation indices selected on and per-class counts (indices into the
+    train set); the validation pool itself follows from the split seed."""
     per_class = split.labeled_per_class(labels, classes)
-    val_counts = np.bincount(labels[split.val], minlength=len(classes)) if len(split.val) else np.zeros(len(classes))
+    val = split.selection_val
+    val_counts = np.bincount(labels[val], minlength=len(classes)) if len(val) else np.zeros(len(classes))
     write_json(run_dir / "subset.json", {
         "fraction": fraction, "split_seed": split_seed, "labeled_per_class": per_class,
         "val_per_class": {name: int(c) for name, c in zip(classes, val_counts, strict=True)},
-        "labeled_indices": split.labeled.tolist(), "val_indices": split.val.tolist(),
+        "labeled_indices": split.labeled.tolist(), "val_indices": val.tolist(),
+        "val_pool_size": int(len(split.val)),
     })
     return per_class
 

@@ -67,6 +67,9 @@ class DownstreamSettings:
     augment: bool
     limit_train_batches: float
     limit_val_batches: float
+    patience: int | None = None
+    lr_grid: tuple[float, ...] | None = None
+    probe_layer: str | int = "last"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,35 @@ def _downstream(values: dict[str, Any]) -> DownstreamSettings:
         optim=_optim(values, "downstream"), augment=bool(values.get("augment", True)),
         limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
+        patience=_patience(values.get("patience")), lr_grid=_lr_grid(values.get("lr_grid")),
+        probe_layer=_probe_layer(values.get("probe_layer", "last")),
     )
+
+
+def _patience(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"downstream.patience={value} must be a whole number of epochs >= 1 (or null: no early stop)")
+    return value
+
+
+def _lr_grid(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    grid = tuple(float(v) for v in (value if isinstance(value, list | tuple) else [value]))
+    if not grid or any(not lr > 0 for lr in grid):
+        raise UserError(f"downstream.lr_grid={list(grid)} must be a non-empty list of positive learning rates, "
+                        "e.g. downstream.lr_grid=[0.1,0.03,0.01]")
+    return grid
+
+
+def _probe_layer(value: Any) -> str | int:
+    if value in ("last", "best"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise UserError(f"downstream.probe_layer={value!r} must be last, best or a block number >= 1")
 
 
 def from_config(cfg: DictConfig) -> RunSettings:

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ssl_lightning.errors import UserError
+from ssl_lightning.finite_guard import FiniteLossGuard
 from ssl_lightning.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
                   callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
                   root_dir: Path) -> pl.Trainer:
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
-    callbacks = [*callbacks, StageStartLog(log_name)]
+    callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name)]
     return pl.Trainer(
         accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
         strategy=settings.strategy, precision=settings.precision, sync_batchnorm=settings.sync_batchnorm,
@@ -72,7 +73,11 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
 
 
 def prepare_module(module: pl.LightningModule, settings: TrainerSettings) -> pl.LightningModule:
-    """GPU fast path options: channels_last memory format and torch.compile of the encoder."""
+    """Fast path options (CPU and GPU): channels_last memory format and torch.compile of the encoder.
+
+    Converting the weights is enough: convolutions with channels_last weights produce channels_last outputs,
+    and the batched augmentation before the encoder works on either layout.
+    """
     if settings.channels_last:
         module = module.to(memory_format=torch.channels_last)
     if settings.compile:

@@ -17,6 +17,7 @@ class DataConfig:
     fraction: float = 1.0
     split_seed: int = 0
     val_split: float = 0.1
+    val_per_label: float | None = 0.2
     test_split: float = 0.2
     test_split_seed: int = 42
     image_size: int | None = None
@@ -49,6 +50,9 @@ class DataConfig:
             raise UserError(f"data.fraction={self.fraction} is outside (0, 1]; use e.g. data.fraction=0.25")
         if not 0.0 <= float(self.val_split) < 1.0:
             raise UserError(f"data.val_split={self.val_split} must be in [0, 1); use e.g. data.val_split=0.1")
+        if self.val_per_label is not None and not float(self.val_per_label) > 0:
+            raise UserError(f"data.val_per_label={self.val_per_label} must be positive (or null for the whole "
+                            "validation pool); use e.g. data.val_per_label=0.2")
         if not 0.0 < float(self.test_split) < 1.0:
             raise UserError(f"data.test_split={self.test_split} must be in (0, 1); use e.g. data.test_split=0.2")
         if self.on_bad_image not in ("error", "skip"):

@@ -19,7 +19,13 @@ class LabelSplit:
 
     labeled: np.ndarray  # the fraction subset used to train the downstream classifier
     pool: np.ndarray  # every training index outside the validation split (pretext images)
-    val: np.ndarray  # validation split for model selection, disjoint from pool and test
+    val: np.ndarray  # the validation pool, carved once per split seed, disjoint from pool and test
+    selection: np.ndarray | None = None  # the part of `val` this fraction selects checkpoints on (None: all)
+
+    @property
+    def selection_val(self) -> np.ndarray:
+        """Validation images the downstream stage selects on: sized to the labelled subset when asked."""
+        return self.val if self.selection is None else self.selection
 
     def labeled_per_class(self, labels: np.ndarray, classes: list[str]) -> dict[str, int]:
         counts = np.bincount(labels[self.labeled], minlength=len(classes))
@@ -66,9 +72,41 @@ def nested_fraction(labels: np.ndarray, pool: np.ndarray, fraction: float, seed:
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+def balanced_pool(labels: np.ndarray, pool: np.ndarray, seed: int) -> np.ndarray:
+    """Cut every class of `pool` down to the smallest class (the original study's balancing), seeded."""
+    pool_labels = labels[pool]
+    present = np.unique(pool_labels)
+    smallest = min(int((pool_labels == cls).sum()) for cls in present)
+    keep = [_class_permutation(pool[pool_labels == cls], seed, int(cls), purpose=3)[:smallest] for cls in present]
+    return np.sort(np.concatenate(keep).astype(np.int64))
+
+
+def validation_subset(labels: np.ndarray, val: np.ndarray, labeled: np.ndarray, per_label: float,
+                      seed: int) -> np.ndarray:
+    """round(per_label x labelled images) validation images per class, a prefix of a seeded permutation of the
+    class's validation pool: nested like the fractions, at least one image per class, at most the whole pool."""
+    chosen = []
+    val_labels, labeled_labels = labels[val], labels[labeled]
+    for cls in np.unique(val_labels):
+        members = _class_permutation(val[val_labels == cls], seed, int(cls), purpose=2)
+        wanted = _rounded(per_label, int((labeled_labels == cls).sum()))
+        chosen.extend(members[: min(max(wanted, 1), len(members))])
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
 def make_label_split(labels: np.ndarray, fraction: float, split_seed: int, val_split: float,
-                     classes: list[str] | None = None) -> LabelSplit:
-    """The validation split and the labelled subset for one (fraction, split seed)."""
+                     classes: list[str] | None = None, val_per_label: float | None = None,
+                     balance: bool = False) -> LabelSplit:
+    """The validation split and the labelled subset for one (fraction, split seed).
+
+    `balance` cuts the labelled candidates of every class to the smallest class before the fraction is drawn
+    (the pretext pool keeps every image: it needs no labels). `val_per_label` sizes the validation images the
+    downstream stage selects on to the labelled subset, out of the one validation pool.
+    """
     pool, val = carve_validation(labels, val_split, split_seed)
-    labeled = nested_fraction(labels, pool, fraction, split_seed, classes)
-    return LabelSplit(labeled=labeled, pool=pool, val=val)
+    candidates = balanced_pool(labels, pool, split_seed) if balance else pool
+    labeled = nested_fraction(labels, candidates, fraction, split_seed, classes)
+    selection = None
+    if val_per_label is not None and len(val):
+        selection = validation_subset(labels, val, labeled, val_per_label, split_seed)
+    return LabelSplit(labeled=labeled, pool=pool, val=val, selection=selection)

@@ -37,17 +37,6 @@ def _stratified_test_split(labels: np.ndarray, test_split: float, seed: int) -> 
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
 
 
-def _balance(labels: np.ndarray, seed: int) -> np.ndarray:
-    """Cut every class down to the smallest one (the original study's class balancing), seeded."""
-    counts = np.bincount(labels)
-    smallest = counts[counts > 0].min()
-    keep = []
-    for cls in np.flatnonzero(counts):
-        members = np.flatnonzero(labels == cls)
-        keep.extend(np.random.default_rng([seed, int(cls), 1]).permutation(members)[:smallest])
-    return np.sort(np.asarray(keep, dtype=np.int64))
-
-
 def _decode(files: dict[str, list[Path]], class_names: list[str], config: DataConfig, channels: int | None):
     paths = [path for name in class_names for path in files.get(name, [])]
     labels = [class_names.index(name) for name in class_names for _ in files.get(name, [])]
@@ -77,8 +66,4 @@ def load(config: DataConfig) -> ImageSet:
     if len(train_x) == 0:
         raise UserError(f"no readable training images in {root}; check data.include and the files")
     notes = [f"imagefolder {root}: {len(train_x)} train / {len(test_x)} test images, {train_x.shape[1]} channel(s)"]
-    if config.balance:
-        keep = torch.as_tensor(_balance(train_y.numpy(), config.test_split_seed))
-        train_x, train_y = train_x[keep], train_y[keep]
-        notes.append(f"balanced training classes to {int(torch.bincount(train_y).max())} images each")
     return ImageSet(train_x, train_y, test_x, test_y, classes, notes=notes)

@@ -28,6 +28,11 @@ class IndexedImages(Dataset):
         return images, self.labels[rows]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A shuffle seed drawn from the pair (seed, epoch): seed 1 epoch 0 no longer shuffles like seed 0 epoch 1."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 class ShardedBatchSampler(Sampler[torch.Tensor]):
     """Yields index batches; shuffles per epoch from a seed; each process of a DDP job gets its own shard.
 
@@ -46,7 +51,8 @@ class ShardedBatchSampler(Sampler[torch.Tensor]):
 
     def _shard(self) -> torch.Tensor:
         if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
         if self.world_size > 1 and self.drop_last:

@@ -6,26 +6,12 @@ batch of uint8 images already on the device (solo-learn's base/method split).
 
 from __future__ import annotations
 
-import math
-
 import pytorch_lightning as pl
 import torch
 
 from ssl_lightning.data.augment import to_unit_float
 from ssl_lightning.methods.optim import OptimConfig, configure
 from ssl_lightning.models.backbones import Encoder
-
-
-class DivergenceError(RuntimeError):
-    """A NaN or infinite loss: training cannot recover, the stage stops and the cell is marked failed."""
-
-
-def check_finite(loss: torch.Tensor, stage: str, epoch: int, step: int) -> None:
-    if not math.isfinite(float(loss.detach())):
-        raise DivergenceError(
-            f"{stage} loss became {float(loss.detach())} at epoch {epoch}, step {step}; "
-            f"lower {stage}.lr (e.g. by 10x) and run again"
-        )
 
 
 class PretextMethod(pl.LightningModule):
@@ -44,7 +30,6 @@ class PretextMethod(pl.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss, accuracy = self.pretext_step(to_unit_float(batch))
-        check_finite(loss, self.stage, self.current_epoch, self.global_step)
         self.log("pretext/train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("pretext/train_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss

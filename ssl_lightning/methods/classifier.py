@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from ssl_lightning.data.augment import random_shift_flip, standardize, to_unit_float
-from ssl_lightning.methods.base import check_finite
 from ssl_lightning.methods.optim import OptimConfig, configure
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import classifier_head
@@ -55,7 +54,6 @@ class Classifier(pl.LightningModule):
             images = random_shift_flip(images)
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        check_finite(loss, self.stage, self.current_epoch, self.global_step)
         self.train_acc(logits, labels)
         self.log("downstream/train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("downstream/train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)

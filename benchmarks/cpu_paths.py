@@ -1,0 +1,137 @@
+"""Whole training steps on the CPU per method and backbone: NCHW vs channels_last vs torch.compile vs both.
+
+A step is what `training_step` does: uint8 batch -> float -> batched augmentation -> encoder -> loss ->
+backward -> optimizer step. The compile column also reports the one-off compilation time, from which the
+break-even (steps after which compiling has paid for itself) follows.
+
+    python -m benchmarks.cpu_paths [--tiny] [--repeats N] [--methods rotation,simclr] [--backbones compact]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from benchmarks.common import Report, apply_threads, base_parser, print_machine, repeats_from, timed
+from ssl_lightning.data.augment import random_shift_flip, to_unit_float
+from ssl_lightning.methods.base import PretextMethod
+from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.methods.optim import OptimConfig
+from ssl_lightning.methods.rotation import RotationPretext
+from ssl_lightning.methods.simclr import SimCLRPretext
+from ssl_lightning.models.backbones import BackboneConfig, build_encoder
+from ssl_lightning.trainer_factory import prepare_module
+
+METHODS = ("rotation", "rotation_jitter", "simclr", "classifier")
+BACKBONES = ("compact", "resnet18")
+PATHS = {"nchw": (False, False), "channels_last": (True, False), "compile": (False, True), "both": (True, True)}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    batch: dict[str, int]
+    image: dict[str, int]
+    channels: dict[str, int]
+    steps: dict[str, int]
+    warmup: int
+
+
+CPU_SIZES = Sizes(batch={"compact": 256, "resnet18": 16}, image={"compact": 28, "resnet18": 32},
+                  channels={"compact": 1, "resnet18": 3}, steps={"compact": 8, "resnet18": 2}, warmup=2)
+TINY_SIZES = Sizes(batch={"compact": 8, "resnet18": 2}, image={"compact": 16, "resnet18": 16},
+                   channels={"compact": 1, "resnet18": 3}, steps={"compact": 2, "resnet18": 1}, warmup=1)
+
+
+class _Flags:
+    def __init__(self, channels_last: bool, compile: bool):
+        self.channels_last, self.compile = channels_last, compile
+
+
+def build(method: str, backbone: str, sizes: Sizes, channels_last: bool, compile: bool):
+    torch.manual_seed(0)
+    config = BackboneConfig(name=backbone, stem="cifar") if backbone == "resnet18" else BackboneConfig()
+    encoder = build_encoder(config, sizes.channels[backbone], sizes.image[backbone])
+    if method == "classifier":
+        module: torch.nn.Module = Classifier(encoder, 10, OptimConfig(), epochs=1)
+    elif method == "simclr":
+        module = SimCLRPretext(encoder, OptimConfig(), epochs=1)
+    else:
+        module = RotationPretext(encoder, OptimConfig(), epochs=1, jitter=method == "rotation_jitter")
+    module = prepare_module(module, _Flags(channels_last, compile)).train()
+    optimizer = module.configure_optimizers()["optimizer"]
+    return module, optimizer
+
+
+def step_function(method: str, module, optimizer, batch: torch.Tensor, labels: torch.Tensor):
+    def step() -> None:
+        images = to_unit_float(batch)
+        if isinstance(module, PretextMethod):
+            loss, _ = module.pretext_step(images)
+        else:
+            logits = module(random_shift_flip(images))
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def measure(method: str, backbone: str, sizes: Sizes, repeats: int, report: Report) -> None:
+    batch_size, steps = sizes.batch[backbone], sizes.steps[backbone]
+    batch = torch.randint(0, 256, (batch_size, sizes.channels[backbone], sizes.image[backbone],
+                                   sizes.image[backbone]), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (batch_size,))
+    rates: dict[str, float] = {}
+    for path, (channels_last, compile) in PATHS.items():
+        module, optimizer = build(method, backbone, sizes, channels_last, compile)
+        step = step_function(method, module, optimizer, batch, labels)
+        started = time.perf_counter()
+        step()  # the first step pays for compilation
+        first = time.perf_counter() - started
+        for _ in range(sizes.warmup - 1):
+            step()
+        values = []
+        for _ in range(repeats):
+            values.append(batch_size * steps / timed(lambda step=step: [step() for _ in range(steps)],
+                                                     torch.device("cpu")))
+        values.sort()
+        rates[path] = values[len(values) // 2]
+        key = f"{method}/{backbone} {path}"
+        report.add(key, "img/s", values)
+        if compile:
+            per_step = batch_size / rates[path]
+            eager = batch_size / rates["channels_last" if channels_last else "nchw"]
+            saving = eager - per_step
+            overhead = first - per_step
+            note = (f"break-even after {overhead / saving:,.0f} steps" if saving > 0 else "never pays (slower)")
+            report.add(f"{key} first step", "s", [first], note=note)
+        print(f"   {key}: {rates[path]:,.0f} img/s (first step {first:.1f} s)", flush=True)
+    for path in ("channels_last", "compile", "both"):
+        report.add(f"{method}/{backbone} {path}/nchw", "x", [rates[path] / rates["nchw"]])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    backbones = [b for b in args.backbones.split(",") if b]
+    if unknown := sorted(set(methods) - set(METHODS)) + sorted(set(backbones) - set(BACKBONES)):
+        parser.error(f"unknown method/backbone {unknown}")
+    sizes = TINY_SIZES if args.tiny else CPU_SIZES
+    repeats = repeats_from(args)
+    apply_threads(args)
+    print_machine("cpu_paths: NCHW vs channels_last vs torch.compile vs both, whole training steps on the CPU")
+    report = Report("cpu_paths")
+    for backbone in backbones:
+        for method in methods:
+            measure(method, backbone, sizes, repeats, report)
+    report.finish(args.json, args.tiny)
+
+
+if __name__ == "__main__":
+    main()
