@@ -168,3 +168,34 @@ def test_labelled_per_class_reports_counts_by_name():
     labels = shuffled_labels([30, 20, 10], order_seed=3)
     split = make_label_split(labels, 0.5, 0, 0.0, ["x", "y", "z"])
     assert split.labeled_per_class(labels, ["x", "y", "z"]) == {"x": 15, "y": 10, "z": 5}
+
+
+@SETTINGS
+@given(labels=labelled_sets(min_class=20), seed=seeds, per_label=st.sampled_from([0.2, 0.5, 1.0, 3.0]))
+def test_validation_subset_is_sized_to_the_labels_and_nested(labels, seed, per_label):
+    splits = [make_label_split(labels, f, seed, 0.2, val_per_label=per_label) for f in (0.25, 0.5, 1.0)]
+    for split in splits:
+        assert set(split.selection_val.tolist()) <= set(split.val.tolist())
+        for cls in np.unique(labels):
+            wanted = math.floor(per_label * (labels[split.labeled] == cls).sum() + 0.5)
+            pool = (labels[split.val] == cls).sum()
+            assert (labels[split.selection_val] == cls).sum() == min(max(wanted, 1), pool)
+    for smaller, larger in zip(splits, splits[1:], strict=False):
+        assert set(smaller.selection_val.tolist()) <= set(larger.selection_val.tolist())
+    assert all(np.array_equal(split.val, splits[0].val) for split in splits)  # one pool, whatever the fraction
+
+
+def test_without_val_per_label_the_whole_pool_selects():
+    labels = shuffled_labels([30, 30], 0)
+    split = make_label_split(labels, 0.5, 0, 0.2)
+    assert np.array_equal(split.selection_val, split.val)
+
+
+def test_balance_cuts_every_class_to_the_smallest_with_the_split_seed():
+    labels = shuffled_labels([10, 40, 25], 1)
+    balanced = [make_label_split(labels, 1.0, seed, 0.1, balance=True) for seed in (0, 0, 1)]
+    counts = per_class(labels, balanced[0].labeled, 3)
+    assert counts.tolist() == [counts.min()] * 3 == [9] * 3
+    assert np.array_equal(balanced[0].labeled, balanced[1].labeled)
+    assert not np.array_equal(balanced[0].labeled, balanced[2].labeled)
+    assert len(balanced[0].pool) == len(make_label_split(labels, 1.0, 0, 0.1).pool)  # pretext keeps every image

@@ -322,16 +322,6 @@ def test_imagefolder_split_is_stratified_seeded_and_disjoint(tmp_path):
     assert sorted(ids(other.test_images)) != sorted(ids(first.test_images))
 
 
-def test_imagefolder_balance_cuts_classes_to_the_smallest(tmp_path):
-    write_histology_tree(tmp_path, {"a_small": 5, "b_large": 15, "c_mid": 9})
-    unbalanced = imagefolder(tmp_path, include="**/x40/*.png", test_split=0.2)
-    balanced = imagefolder(tmp_path, include="**/x40/*.png", test_split=0.2, balance=True)
-    smallest = int(torch.bincount(unbalanced.train_labels).min())
-    assert torch.bincount(balanced.train_labels).tolist() == [smallest] * 3
-    assert set(ids(balanced.train_images)) <= set(ids(unbalanced.train_images))
-    assert torch.equal(balanced.test_images, unbalanced.test_images)  # the test split is never cut
-
-
 def test_imagefolder_image_size_resizes(tmp_path):
     write_histology_tree(tmp_path, {"benign": 3, "malignant": 3})
     images = imagefolder(tmp_path, image_size=20, test_split=0.34)
