@@ -145,22 +145,29 @@ def first_batch(data: pl.LightningDataModule, device: torch.device):
 
 def measure(method: str, images: ImageSet, sizes: Sizes, device: torch.device, repeats: int, root: str,
             report: Report) -> None:
-    module, data = build(method, images, sizes)
-    in_memory = SameBatch(first_batch(data, device), sizes.warmup + sizes.steps)
-    real, memory = [], []
-    for repeat in range(repeats):
-        runs = [("real", real), ("memory", memory)]
-        for name, values in runs if repeat % 2 == 0 else runs[::-1]:  # alternate order against drift
-            if name == "real":
-                values.append(fit_seconds_per_step(module, device, sizes.steps, sizes.warmup, root, datamodule=data))
-            else:
-                values.append(fit_seconds_per_step(module, device, sizes.steps, sizes.warmup, root,
-                                                   batches=in_memory))
-        print(f"   {method} repeat {repeat + 1}/{repeats}: real path {1000 * real[-1]:.1f} ms/step, "
-              f"in memory {1000 * memory[-1]:.1f} ms/step, ratio {real[-1] / memory[-1]:.3f}", flush=True)
-    report.add(f"{method} real data path", "ms/step", [1000 * v for v in real])
-    report.add(f"{method} batch in memory", "ms/step", [1000 * v for v in memory])
-    report.add(f"{method} real/in-memory", "x", [r / m for r, m in zip(real, memory, strict=True)], TARGET)
+    """Real data path vs in-memory batch, for today's NCHW module and the fast path (channels_last)."""
+    for path in ("nchw", "channels_last"):
+        module, data = build(method, images, sizes)
+        if path == "channels_last":
+            module = module.to(memory_format=torch.channels_last)
+        in_memory = SameBatch(first_batch(data, device), sizes.warmup + sizes.steps)
+        real, memory = [], []
+        for repeat in range(repeats):
+            runs = [("real", real), ("memory", memory)]
+            for name, values in runs if repeat % 2 == 0 else runs[::-1]:  # alternate order against drift
+                if name == "real":
+                    values.append(fit_seconds_per_step(module, device, sizes.steps, sizes.warmup, root,
+                                                       datamodule=data))
+                else:
+                    values.append(fit_seconds_per_step(module, device, sizes.steps, sizes.warmup, root,
+                                                       batches=in_memory))
+            print(f"   {method} ({path}) repeat {repeat + 1}/{repeats}: real path {1000 * real[-1]:.1f} ms/step, "
+                  f"in memory {1000 * memory[-1]:.1f} ms/step, ratio {real[-1] / memory[-1]:.3f}", flush=True)
+        suffix = "" if path == "nchw" else " (channels_last)"
+        report.add(f"{method}{suffix} real data path", "ms/step", [1000 * v for v in real])
+        report.add(f"{method}{suffix} batch in memory", "ms/step", [1000 * v for v in memory])
+        report.add(f"{method}{suffix} real/in-memory", "x", [r / m for r, m in zip(real, memory, strict=True)],
+                   TARGET)
 
 
 def quiet_lightning() -> None:

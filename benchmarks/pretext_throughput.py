@@ -43,6 +43,7 @@ from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 METHODS = ("rotation", "rotation_jitter", "simclr")
 BACKBONES = ("compact", "resnet18")
 SIMCLR_TARGET = Target(">=", 1.5)  # ours/conventional for SimCLR with the default CPU backbone (2 cores)
+FAST_PATH_TARGET = Target(">=", 1.3)  # the CPU fast path (channels_last) against today's NCHW step
 
 
 @dataclass(frozen=True)
@@ -161,31 +162,40 @@ def conventional_block(module: PretextMethod, optimizer, loader, device: torch.d
 
 def measure_method(method: str, setting: Setting, device: torch.device, sizes: Sizes, repeats: int,
                    as_pil: bool, report: Report) -> None:
-    module = build_module(method, setting, device)
-    optimizer = module.configure_optimizers()["optimizer"]
+    """Our pipeline on today's default path (NCHW, eager) and on the fast path (channels_last), against the
+    conventional per-sample pipeline (with the NCHW module), all in the same run."""
+    modules = {"nchw": build_module(method, setting, device)}
+    modules["channels_last"] = build_module(method, setting, device).to(memory_format=torch.channels_last)
+    optimizers = {path: module.configure_optimizers()["optimizer"] for path, module in modules.items()}
     count = len(setting.images)
     pin = device.type == "cuda"
     ours_loader = PretextDataModule(setting.images, np.arange(count), np.arange(0), setting.batch_size,
                                     setting.batch_size, pin_memory=pin).train_dataloader()
     batches = endless(ours_loader)
-    conv_loader = conventional.make_loader(setting.images, module, setting.batch_size, as_pil, pin)
+    conv_loader = conventional.make_loader(setting.images, modules["nchw"], setting.batch_size, as_pil, pin)
     images_per_block = setting.batch_size * setting.steps
-    ours, conv = [], []
+    rates: dict[str, list[float]] = {"nchw": [], "channels_last": [], "conventional": []}
     for repeat in range(repeats):
-        blocks = [("ours", ours), ("conventional", conv)]
-        for name, values in blocks if repeat % 2 == 0 else blocks[::-1]:  # alternate order against drift
-            if name == "ours":
-                seconds = ours_block(module, optimizer, batches, device, sizes.warmup, setting.steps)
+        order = list(rates) if repeat % 2 == 0 else list(rates)[::-1]  # alternate order against drift
+        for name in order:
+            if name == "conventional":
+                seconds = conventional_block(modules["nchw"], optimizers["nchw"], conv_loader, device, sizes.warmup,
+                                             setting.steps)
             else:
-                seconds = conventional_block(module, optimizer, conv_loader, device, sizes.warmup, setting.steps)
-            values.append(images_per_block / seconds)
-        print(f"   {method}/{setting.label} repeat {repeat + 1}/{repeats}: ours {ours[-1]:,.0f} img/s, "
-              f"conventional {conv[-1]:,.0f} img/s, ratio {ours[-1] / conv[-1]:.2f}", flush=True)
+                seconds = ours_block(modules[name], optimizers[name], batches, device, sizes.warmup, setting.steps)
+            rates[name].append(images_per_block / seconds)
+        print(f"   {method}/{setting.label} repeat {repeat + 1}/{repeats}: ours {rates['nchw'][-1]:,.0f} img/s, "
+              f"ours channels_last {rates['channels_last'][-1]:,.0f} img/s, conventional "
+              f"{rates['conventional'][-1]:,.0f} img/s", flush=True)
     key = f"{method}/{setting.label}"
+    ours, fast, conv = rates["nchw"], rates["channels_last"], rates["conventional"]
     report.add(f"{key} ours", "img/s", ours)
+    report.add(f"{key} ours channels_last", "img/s", fast)
     report.add(f"{key} conventional", "img/s", conv)
     target = SIMCLR_TARGET if method == "simclr" and setting.label == "compact" else None
     report.add(f"{key} ours/conventional", "x", [o / c for o, c in zip(ours, conv, strict=True)], target)
+    fast_target = FAST_PATH_TARGET if setting.label == "compact" else None
+    report.add(f"{key} channels_last/nchw", "x", [f / o for f, o in zip(fast, ours, strict=True)], fast_target)
 
 
 def kornia_view(channels: int, size: int, module: SimCLRPretext):
