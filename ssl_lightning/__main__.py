@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ssl_lightning import sweep_status
+from ssl_lightning.cell_threads import parallel_jobs, share_cores
 from ssl_lightning.cli_checks import check_group_choices
 from ssl_lightning.cli_errors import exit_with_user_error
 from ssl_lightning.errors import UserError
@@ -31,6 +32,9 @@ def _summary(results: dict) -> str:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    jobs = parallel_jobs(HydraConfig.get().launcher)
+    if jobs is not None:
+        share_cores(jobs)  # before torch's OpenMP pool starts in this worker
     from ssl_lightning import pipeline  # heavy imports after Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)

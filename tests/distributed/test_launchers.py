@@ -42,6 +42,9 @@ def test_parallel_cells_train_the_shared_pretext_encoder_once(cli, tmp_path):
     logs = [(cell / "ssl_lightning.log").read_text() for cell in cells]
     assert sum(log.count("training pretext stage") for log in logs) == 1
     assert sum(log.count("reusing pretext checkpoint") for log in logs) == 1
+    cores = len(os.sched_getaffinity(0))
+    assert all(f"2 cells at once on {cores} cores: {max(1, cores // 2)} torch thread(s) per cell" in log
+               for log in logs)
     store = tmp_path / "cache" / "pretext"
     assert [p.name for p in store.iterdir() if p.is_dir()] == [results[0]["pretext_key"]]  # no .partial left
 

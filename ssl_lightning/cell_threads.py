@@ -1,0 +1,40 @@
+"""CPU threads for cells that share a machine (hydra/launcher=parallel): a fair share of cores each, and
+OpenMP threads that sleep instead of spinning while they wait.
+
+Measured on 2 cores (benchmarks/threads.py, README Performance): two processes with two spinning OpenMP threads
+each ran several times slower than with one thread each; OMP_WAIT_POLICY=PASSIVE removes most of that loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("ssl_lightning")
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallel_jobs(launcher: Any) -> int | None:
+    """Cells run at once by the joblib launcher (n_jobs; -1 = one per core), None for other launchers."""
+    target = str(getattr(launcher, "_target_", "") or "")
+    if "joblib" not in target.lower():
+        return None
+    n_jobs = int(getattr(launcher, "n_jobs", 1) or 1)
+    return usable_cores() if n_jobs < 0 else n_jobs
+
+
+def share_cores(n_jobs: int) -> int:
+    """Threads for one of `n_jobs` cells; must run before torch starts its OpenMP pool (the env variable)."""
+    threads = max(1, usable_cores() // max(1, n_jobs))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+    log.info("%d cells at once on %d cores: %d torch thread(s) per cell, OMP_WAIT_POLICY=%s", n_jobs, usable_cores(),
+             threads, os.environ["OMP_WAIT_POLICY"])
+    return threads
