@@ -1,0 +1,67 @@
+"""Never average different configurations: find the resolved-config keys that set the runs of one column apart.
+
+Runs of one column (same data, protocol, method and pretext-data/init variant) may differ only in replicate
+keys (the seed and any `split_seed`-named key), bookkeeping (paths, hydra) and the cell axes (experiment,
+data.fraction). Any other difference splits the column: each run gets the differing keys as a label part, e.g.
+`downstream.lr=0.01`, so no cell mixes two configurations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MISSING = "∅"  # the key is absent from this run's config (e.g. written by an older version)
+_IGNORED_SECTIONS = {"paths", "hydra"}
+_IGNORED_KEYS = {"seed", "experiment", "data.fraction"}
+_PRETEXT_SECTIONS = {"pretext", "pretext_data"}  # only read by methods with a pretext stage
+_METHOD_SECTIONS = {"rotation": "rotation", "rotation_jitter": "rotation", "simclr": "simclr"}  # experiment -> own
+_UNUSED_BY = {"rotation": {"rotation.jitter_strength"}}  # keys of the method's own section it does not read
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Nested mappings -> dotted keys; leaves (lists included) as compact JSON text so values compare exactly."""
+    if isinstance(config, dict) and config:
+        flat: dict[str, str] = {}
+        for key, value in config.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    if not prefix:
+        return {}
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return {prefix[:-1]: text.strip('"') if isinstance(config, str) else text}
+
+
+def is_replicate_key(key: str) -> bool:
+    """The seed and any key named split_seed* (data.split_seed, data.split_seed_from_seed): a replicate axis."""
+    return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith("split_seed")
+
+
+def _ignored(key: str, experiment: str) -> bool:
+    section = key.split(".", 1)[0]
+    if section in _IGNORED_SECTIONS or is_replicate_key(key) or key in _UNUSED_BY.get(experiment, set()):
+        return True
+    if section in set(_METHOD_SECTIONS.values()) and section != _METHOD_SECTIONS.get(experiment):
+        return True  # another method's hyper-parameters do not touch this run
+    return experiment == "supervised" and section in _PRETEXT_SECTIONS  # no pretext stage
+
+
+def relevant(config: dict[str, Any] | None, experiment: str) -> dict[str, str]:
+    """The flattened config keys that can change this run's result."""
+    return {k: v for k, v in flatten(config or {}).items() if not _ignored(k, experiment)}
+
+
+def differing_keys(configs: list[dict[str, str]]) -> list[str]:
+    """Keys whose value (or presence) is not the same in every config, sorted."""
+    keys = set().union(*configs) if configs else set()
+    return sorted(k for k in keys if len({c.get(k, MISSING) for c in configs}) > 1)
+
+
+def config_variants(groups: dict[Any, list[tuple[Any, dict[str, str]]]]) -> dict[Any, tuple[str, ...]]:
+    """group -> [(run id, relevant config)] to run id -> ('key=value', ...) over the keys that differ in its group."""
+    variants: dict[Any, tuple[str, ...]] = {}
+    for members in groups.values():
+        keys = differing_keys([config for _, config in members])
+        for run_id, config in members:
+            variants[run_id] = tuple(f"{k}={config.get(k, MISSING)}" for k in keys)
+    return variants
