@@ -1,7 +1,8 @@
 """Never average different configurations: find the resolved-config keys that set the runs of one column apart.
 
 Runs of one column (same data, protocol, method and pretext-data/init variant) may differ only in replicate
-keys (the seed and any `split_seed`-named key), bookkeeping (paths, hydra) and the cell axes (experiment,
+keys (the seed and any `split_seed`-named key), bookkeeping (paths, hydra, progress bar, logging cadence,
+download, pretext-store reuse), another method's own section, and the cell axes (experiment,
 data.fraction). Any other difference splits the column: each run gets the differing keys as a label part, e.g.
 `downstream.lr=0.01`, so no cell mixes two configurations.
 """
@@ -14,6 +15,8 @@ from typing import Any
 MISSING = "∅"  # the key is absent from this run's config (e.g. written by an older version)
 _IGNORED_SECTIONS = {"paths", "hydra"}
 _IGNORED_KEYS = {"seed", "experiment", "data.fraction"}
+# run bookkeeping that cannot change a result: display, logging cadence, download permission, store reuse
+_BOOKKEEPING = {"trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.download", "pretext.reuse"}
 _PRETEXT_SECTIONS = {"pretext", "pretext_data"}  # only read by methods with a pretext stage
 _METHOD_SECTIONS = {"rotation": "rotation", "rotation_jitter": "rotation", "simclr": "simclr"}  # experiment -> own
 _UNUSED_BY = {"rotation": {"rotation.jitter_strength"}}  # keys of the method's own section it does not read
@@ -39,7 +42,8 @@ def is_replicate_key(key: str) -> bool:
 
 def _ignored(key: str, experiment: str) -> bool:
     section = key.split(".", 1)[0]
-    if section in _IGNORED_SECTIONS or is_replicate_key(key) or key in _UNUSED_BY.get(experiment, set()):
+    if section in _IGNORED_SECTIONS or key in _BOOKKEEPING or is_replicate_key(key) \
+            or key in _UNUSED_BY.get(experiment, set()):
         return True
     if section in set(_METHOD_SECTIONS.values()) and section != _METHOD_SECTIONS.get(experiment):
         return True  # another method's hyper-parameters do not touch this run

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssl_lightning.report.aggregate import Cell, by_group, fraction_text
+from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, fraction_text
 from ssl_lightning.report.collect import Collection
-from ssl_lightning.report.columns import RANDOM_ENCODER
+from ssl_lightning.report.columns import RANDOM_ENCODER, display
 
 EMPTY = "—"
-REFERENCE_ROW = "Supervised 100%"
+REFERENCE_ROW = "{} 100%"  # the supervised experiment with every label, named as its column is
 RANDOM_ENCODER_NOTE = (
     f"Note: under the linear protocol the supervised experiment trains nothing before the probe, so its column, "
     f'"{RANDOM_ENCODER}", is a randomly initialised, untrained encoder probed linearly. It shows what a linear '
@@ -51,7 +51,8 @@ def build_table(data: str, protocol: str, cells: list[Cell]) -> Table:
     rows = [(fraction_text(f), [format_cell(lookup.get((col, f))) for col in columns]) for f in fractions]
     reference = {c.label: c for c in cells if c.is_reference}
     if reference:
-        rows.append((REFERENCE_ROW, [format_cell(reference.get(col)) for col in columns]))
+        name = REFERENCE_ROW.format(display(SUPERVISED, protocol))
+        rows.append((name, [format_cell(reference.get(col)) for col in columns]))
     return Table(data, protocol, columns, rows, cells)
 
 
