@@ -398,3 +398,13 @@ def test_runs_csv_has_one_row_per_run(stats_report):
         assert row["chosen_lr"] == ("0.05" if folder == "sim_s1" else "")
     assert rows["simlr_s0"]["label"] == "SimCLR [downstream.lr=0.01]"
     assert rows["lin_sup_s0"]["label"] == "Random encoder"
+
+
+def test_comparisons_name_config_differences_between_method_and_baseline(stats_report):
+    root, _ = stats_report
+    rows = _comparisons(root)
+    assert rows[("finetune", "SimCLR [downstream.lr=0.01]")]["config_differences"] == "downstream.lr=0.01 vs 0.05"
+    assert rows[("finetune", "SimCLR [downstream.lr=0.05]")]["config_differences"] == ""
+    assert rows[("finetune", "Rotation")]["config_differences"] == ""  # simclr.* and pretext.* are not shared keys
+    markdown = (root / "results.md").read_text()
+    assert "- 25%, SimCLR [downstream.lr=0.01]: downstream.lr=0.01 vs 0.05" in markdown

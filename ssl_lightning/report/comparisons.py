@@ -20,7 +20,7 @@ ALPHA = 0.05
 MARK = "*"
 FIELDS = ("data", "protocol", "fraction", "method", "label", "baseline", "n_method", "n_baseline",
           "method_acc_mean", "baseline_acc_mean", "diff_points", "diff_ci_low", "diff_ci_high", "test", "df",
-          "p_value", "holm_p_value", "significant", "note")
+          "p_value", "holm_p_value", "significant", "note", "config_differences")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,15 @@ class Comparison:
         if self.method.n and self.baseline.n:
             return statistics.fmean(self.method.acc_values) - statistics.fmean(self.baseline.acc_values)
         return None
+
+    @property
+    def config_differences(self) -> list[str]:
+        """Shared config keys whose values differ between the two sides ('key=method vs baseline'): a comparison
+        that is confounded by more than the method. Keys only one side reads (pretext, method sections) are out."""
+        if not self.method.runs or not self.baseline.runs:
+            return []
+        a, b = self.method.runs[0].config, self.baseline.runs[0].config
+        return [f"{k}={a[k]} vs {b[k]}" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
 
     @property
     def significant(self) -> bool:
@@ -118,7 +127,7 @@ def csv_row(comparison: Comparison) -> dict[str, str | int]:
         "df": _number(result.df if result else None), "p_value": _number(result.p if result else None),
         "holm_p_value": _number(comparison.holm_p),
         "significant": "" if comparison.holm_p is None else ("yes" if comparison.significant else "no"),
-        "note": comparison.note,
+        "note": comparison.note, "config_differences": "; ".join(comparison.config_differences),
     }
 
 
@@ -174,4 +183,9 @@ def render_comparisons(comparisons: list[Comparison]) -> str:
             "when a side has fewer than 2 successful runs. Every number: `comparisons.csv`.", "",
             _pipe_table([_row(c) for c in group]), "",
         ]
+        confounded = [f"- {fraction_text(c.method.fraction)}, {c.method.label}: {', '.join(c.config_differences)}"
+                      for c in group if c.config_differences]
+        if confounded:
+            parts += [f"These comparisons also differ from {name} in configuration (method vs baseline):", "",
+                      *confounded, ""]
     return "\n".join(parts)
