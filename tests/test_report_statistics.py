@@ -17,7 +17,7 @@ import pytest
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import Run, split_configurations
-from ssl_lightning.report.configs import flatten, is_replicate_key, relevant
+from ssl_lightning.report.configs import flatten, relevant, varies_by_design
 from ssl_lightning.report.statistics import (
     PAIRED,
     WELCH,
@@ -125,9 +125,9 @@ def test_holm_on_a_fixed_vector():
 def test_flatten_and_replicate_keys():
     flat = flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": None, "f": {}})
     assert flat == {"a.b": "1", "a.c": "[1,2]", "d": "x", "e": "null", "f": "{}"}
-    assert all(is_replicate_key(k) for k in ("seed", "data.split_seed", "data.split_seed_from_seed",
+    assert all(varies_by_design(k) for k in ("seed", "data.split_seed", "data.split_seed_from_seed",
                                               "data.fraction", "experiment"))
-    assert not any(is_replicate_key(k) for k in ("data.test_split_seed", "downstream.lr", "data.seed_offset"))
+    assert not any(varies_by_design(k) for k in ("data.test_split_seed", "downstream.lr", "data.seed_offset"))
 
 
 def test_relevant_keys_drop_other_methods_and_bookkeeping():
@@ -161,6 +161,12 @@ def test_runs_that_differ_in_a_hyper_parameter_get_their_own_columns():
     assert set(cells) == {"SimCLR [downstream.lr=0.05]", "SimCLR [downstream.lr=0.01]", "Supervised"}
     assert cells["SimCLR [downstream.lr=0.05]"].acc_values == pytest.approx([70.0, 72.0])
     assert cells["SimCLR [downstream.lr=0.01]"].acc_values == pytest.approx([50.0])
+
+
+def test_a_run_without_config_next_to_runs_with_one_gets_its_own_column():
+    runs = split_configurations([_run("a", 0, 0.70, {"downstream": {"lr": 0.05}}),
+                                 _run("b", 1, 0.72, {"downstream": {"lr": 0.05}}), _run("c", 2, 0.10, {})])
+    assert sorted(c.label for c in build_cells(runs)) == ["SimCLR", "SimCLR [no config recorded]"]
 
 
 def test_a_cell_that_would_mix_configurations_is_refused():

@@ -35,14 +35,15 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: text.strip('"') if isinstance(config, str) else text}
 
 
-def is_replicate_key(key: str) -> bool:
-    """The seed and any key named split_seed* (data.split_seed, data.split_seed_from_seed): a replicate axis."""
+def varies_by_design(key: str) -> bool:
+    """Replicate axes (the seed, any key named split_seed*: data.split_seed, data.split_seed_from_seed) and the
+    cell axes (experiment, data.fraction): keys that differ between the runs of a sweep on purpose."""
     return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith("split_seed")
 
 
 def _ignored(key: str, experiment: str) -> bool:
     section = key.split(".", 1)[0]
-    if section in _IGNORED_SECTIONS or key in _BOOKKEEPING or is_replicate_key(key) \
+    if section in _IGNORED_SECTIONS or key in _BOOKKEEPING or varies_by_design(key) \
             or key in _UNUSED_BY.get(experiment, set()):
         return True
     if section in set(_METHOD_SECTIONS.values()) and section != _METHOD_SECTIONS.get(experiment):
@@ -61,11 +62,21 @@ def differing_keys(configs: list[dict[str, str]]) -> list[str]:
     return sorted(k for k in keys if len({c.get(k, MISSING) for c in configs}) > 1)
 
 
+NO_CONFIG = "no config recorded"
+
+
 def config_variants(groups: dict[Any, list[tuple[Any, dict[str, str]]]]) -> dict[Any, tuple[str, ...]]:
-    """group -> [(run id, relevant config)] to run id -> ('key=value', ...) over the keys that differ in its group."""
+    """group -> [(run id, relevant config)] to run id -> ('key=value', ...) over the keys that differ in its group.
+
+    A run without any config (a hand-written or very old results.json) cannot be matched key by key: next to runs
+    that have one it gets its own column, labelled NO_CONFIG, instead of every key of the others."""
     variants: dict[Any, tuple[str, ...]] = {}
     for members in groups.values():
-        keys = differing_keys([config for _, config in members])
+        known = [config for _, config in members if config]
+        keys = differing_keys(known)
         for run_id, config in members:
-            variants[run_id] = tuple(f"{k}={config.get(k, MISSING)}" for k in keys)
+            if config or not known:
+                variants[run_id] = tuple(f"{k}={config.get(k, MISSING)}" for k in keys)
+            else:
+                variants[run_id] = (NO_CONFIG,)
     return variants
