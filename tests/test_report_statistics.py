@@ -17,6 +17,7 @@ import pytest
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import Run, split_configurations
+from ssl_lightning.report.comparisons import ambiguous_baselines, build_comparisons
 from ssl_lightning.report.configs import flatten, relevant, varies_by_design
 from ssl_lightning.report.statistics import (
     PAIRED,
@@ -173,3 +174,24 @@ def test_a_cell_that_would_mix_configurations_is_refused():
     mixed = [_run("a", 0, 0.70, {"downstream": {"lr": 0.05}}), _run("b", 1, 0.72, {"downstream": {"lr": 0.01}})]
     with pytest.raises(UserError, match="differ in downstream.lr"):
         build_cells(mixed)  # config variants not assigned: the guard must catch it
+
+
+def _lr_runs(experiment: str, lrs: list[float]) -> list[Run]:
+    return [_run(f"{experiment}{lr}_{seed}", seed, 0.5 + lr + 0.01 * seed, {"downstream": {"lr": lr}}, experiment)
+            for lr in lrs for seed in (0, 1)]
+
+
+def test_each_lr_column_is_compared_with_the_baseline_at_the_same_lr():
+    cells = build_cells(split_configurations(_lr_runs("simclr", [0.01, 0.05]) + _lr_runs("supervised", [0.01, 0.05])))
+    pairs = {c.method.label: c.baseline.label for c in build_comparisons(cells)}
+    assert pairs == {"SimCLR [downstream.lr=0.01]": "Supervised [downstream.lr=0.01]",
+                     "SimCLR [downstream.lr=0.05]": "Supervised [downstream.lr=0.05]"}
+    assert ambiguous_baselines(cells) == []
+
+
+def test_a_method_with_several_fitting_baselines_is_left_out_and_said_so():
+    cells = build_cells(split_configurations(_lr_runs("simclr", [0.05]) + _lr_runs("supervised", [0.01, 0.05])))
+    assert build_comparisons(cells) == []
+    assert ambiguous_baselines(cells) == [
+        "- synthetic, finetune, 25%, SimCLR: not compared; several baselines fit "
+        "(Supervised [downstream.lr=0.01], Supervised [downstream.lr=0.05])"]

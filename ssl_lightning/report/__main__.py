@@ -9,7 +9,12 @@ from pathlib import Path
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import collect
-from ssl_lightning.report.comparisons import build_comparisons, render_comparisons, write_comparisons_csv
+from ssl_lightning.report.comparisons import (
+    ambiguous_baselines,
+    build_comparisons,
+    render_comparisons,
+    write_comparisons_csv,
+)
 from ssl_lightning.report.csvfile import write_csv, write_runs_csv
 from ssl_lightning.report.table import build_tables, render_markdown, render_tables
 
@@ -40,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
     tables = build_tables(cells)
     comparisons = build_comparisons(cells)
-    comparisons_text = render_comparisons(comparisons)
+    comparisons_text = render_comparisons(comparisons, ambiguous_baselines(cells))
 
     from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures  # matplotlib only when needed
 

@@ -93,6 +93,18 @@ def _baseline(method: Cell, candidates: list[Cell]) -> Cell | None:
     return None
 
 
+def ambiguous_baselines(cells: list[Cell]) -> list[str]:
+    """Method cells left out because several supervised columns at their fraction fit equally, one line each."""
+    lines = []
+    for group in by_group(cells).values():
+        for cell in group:
+            candidates = [c for c in group if c.experiment == SUPERVISED and c.fraction == cell.fraction]
+            if cell.experiment != SUPERVISED and cell.runs and candidates and _baseline(cell, candidates) is None:
+                lines.append(f"- {cell.data}, {cell.protocol}, {fraction_text(cell.fraction)}, {cell.label}: not "
+                             f"compared; several baselines fit ({', '.join(c.label for c in candidates)})")
+    return lines
+
+
 def build_comparisons(cells: list[Cell]) -> list[Comparison]:
     """Every non-supervised cell that has a supervised cell at its data, protocol and fraction; Holm per table."""
     comparisons: list[Comparison] = []
@@ -165,7 +177,7 @@ def _pipe_table(rows: list[list[str]]) -> str:
     return "\n".join([line(HEADER), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)])
 
 
-def render_comparisons(comparisons: list[Comparison]) -> str:
+def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | None = None) -> str:
     """One '## <data> — <protocol>: against the baseline' section per table, with how to read it."""
     parts: list[str] = []
     groups: dict[tuple[str, str], list[Comparison]] = {}
@@ -188,4 +200,6 @@ def render_comparisons(comparisons: list[Comparison]) -> str:
         if confounded:
             parts += [f"These comparisons also differ from {name} in configuration (method vs baseline):", "",
                       *confounded, ""]
+    if ambiguous:
+        parts += ["## Comparisons left out", "", *ambiguous, ""]
     return "\n".join(parts)
