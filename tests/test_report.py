@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -17,7 +18,10 @@ REPO = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 3
 CSV_COLUMNS = ["data", "protocol", "method", "label", "fraction", "n", "n_failed", "test_loss_mean", "test_loss_std",
-               "test_acc_mean", "test_acc_std", "seeds"]
+               "test_acc_mean", "test_acc_std", "seeds", "test_acc_ci_low", "test_acc_ci_high", "test_loss_ci_low",
+               "test_loss_ci_high", "split_seeds"]
+# two-sided 95% quantiles of Student's t, closed forms: df=1 is Cauchy, df=2 has CDF 1/2 + t / (2 sqrt(2 + t^2))
+T95 = {1: math.tan(0.475 * math.pi), 2: math.sqrt(2 * 0.95**2 / (1 - 0.95**2))}
 
 # (folder, experiment, protocol, fraction, seed, test_loss, test_acc or None for a failed run, extra keys)
 RUNS = [
@@ -98,15 +102,20 @@ def _tables(markdown: str) -> dict[str, dict[str, dict[str, str]]]:
     return tables
 
 
+def _ci(values: list[float]) -> tuple[float, float]:
+    half = T95[len(values) - 1] * statistics.stdev(values) / math.sqrt(len(values))
+    return statistics.mean(values) - half, statistics.mean(values) + half
+
+
 def _expected(losses: list[float], accs: list[float], failed: int = 0) -> str:
-    """The cell format of the spec, from the raw numbers."""
+    """The cell format of the spec, from the raw numbers: mean loss / mean accuracy [95% CI] (n)."""
     n = len(losses)
     acc_percent = [100 * a for a in accs]
     if n == 1:
         text = f"{losses[0]:.4f} / {acc_percent[0]:.2f}% (n=1)"
     else:
-        text = (f"{statistics.mean(losses):.4f} ± {statistics.stdev(losses):.4f} / "
-                f"{statistics.mean(acc_percent):.2f} ± {statistics.stdev(acc_percent):.2f}% (n={n})")
+        low, high = _ci(acc_percent)
+        text = f"{statistics.mean(losses):.4f} / {statistics.mean(acc_percent):.2f}% [{low:.2f}, {high:.2f}] (n={n})"
     return text + (f" [{failed} failed]" if failed else "")
 
 
@@ -172,6 +181,10 @@ def test_csv_rows_hold_the_numbers_of_the_files(built):
     assert float(rotation["test_loss_std"]) == pytest.approx(statistics.stdev(losses), rel=1e-12)
     assert float(rotation["test_acc_mean"]) == pytest.approx(100 * statistics.mean(accs), rel=1e-12)
     assert float(rotation["test_acc_std"]) == pytest.approx(100 * statistics.stdev(accs), rel=1e-12)
+    low, high = _ci([100 * a for a in accs])
+    assert (float(rotation["test_acc_ci_low"]), float(rotation["test_acc_ci_high"])) == (
+        pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    assert rotation["split_seeds"] == "0;0"
     single = rows[("finetune", "SimCLR", 0.05)]
     assert single["test_acc_std"] == "" and int(single["n"]) == 1
     failed = rows[("finetune", "Supervised", 0.05)]
@@ -232,3 +245,166 @@ def test_report_on_a_real_multirun(cli, tmp_path):
         assert float(row["test_loss_mean"]) == r["test_loss"] and float(row["test_acc_mean"]) == 100 * r["test_acc"]
     for name in ("curves_synthetic_finetune_25pct.png", "curves_synthetic_finetune_50pct.png"):
         assert (sweep / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+# Statistics: (folder, experiment, protocol, seed, split seed, test_acc, downstream.lr, extra config) at 25% labels
+STATS_RUNS = [
+    ("sup_s0", "supervised", "finetune", 0, 0, 0.70, 0.05, {}),
+    ("sup_s1", "supervised", "finetune", 1, 1, 0.74, 0.05, {}),
+    ("sup_s2", "supervised", "finetune", 2, 2, 0.71, 0.05, {"pretext": {"epochs": 5}}),  # unused by supervised
+    ("sim_s0", "simclr", "finetune", 0, 0, 0.78, 0.05, {}),
+    ("sim_s1", "simclr", "finetune", 1, 1, 0.80, 0.05, {}),
+    ("sim_s2", "simclr", "finetune", 2, 2, 0.79, 0.05, {}),
+    ("simlr_s0", "simclr", "finetune", 0, 0, 0.60, 0.01, {}),
+    ("simlr_s1", "simclr", "finetune", 1, 1, 0.66, 0.01, {}),
+    ("rot_s0", "rotation", "finetune", 0, 0, 0.72, 0.05, {}),
+    ("rot_s1", "rotation", "finetune", 1, 0, 0.75, 0.05, {}),
+    ("rot_s2", "rotation", "finetune", 2, 0, 0.73, 0.05, {"simclr": {"temperature": 0.2}}),  # unused by rotation
+    ("jit_s0", "rotation_jitter", "finetune", 0, 0, 0.77, 0.05, {}),
+    ("lin_sup_s0", "supervised", "linear", 0, 0, 0.30, 0.1, {}),
+    ("lin_sup_s1", "supervised", "linear", 1, 1, 0.34, 0.1, {}),
+    ("lin_sim_s0", "simclr", "linear", 0, 0, 0.70, 0.1, {}),
+    ("lin_sim_s1", "simclr", "linear", 1, 1, 0.75, 0.1, {}),
+]
+
+
+def _config(folder: str, experiment: str, protocol: str, seed: int, split_seed: int, lr: float, extra: dict) -> dict:
+    """A resolved config shaped like the real one; paths differ per run, as they do in a sweep."""
+    config = {"experiment": experiment, "seed": seed, "paths": {"cache": f"/caches/{folder}"},
+              "data": {"name": "synthetic", "fraction": 0.25, "split_seed": split_seed, "val_split": 0.1},
+              "downstream": {"protocol": protocol, "lr": lr, "epochs": 10}, "pretext": {"epochs": 2},
+              "simclr": {"temperature": 0.5}, "rotation": {"jitter_strength": 0.5}}
+    for section, values in extra.items():
+        config[section] = {**config[section], **values}
+    return config
+
+
+@pytest.fixture(scope="module")
+def stats_report(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("stats")
+    for index, (folder, experiment, protocol, seed, split_seed, acc, lr, extra) in enumerate(STATS_RUNS):
+        keys = {"split_seed": split_seed, "config": _config(folder, experiment, protocol, seed, split_seed, lr, extra),
+                "best_val_acc": acc + 0.01, "best_epoch": 3 + index % 4}
+        if folder == "sim_s1":
+            keys["chosen_lr"] = 0.05
+        _write_run(root, folder, experiment, protocol, 0.25, seed, 1.0 - acc, acc, keys)
+    return root, _report(root)
+
+
+def _accs(*folders: str) -> list[float]:
+    by_folder = {r[0]: 100 * r[5] for r in STATS_RUNS}
+    return [by_folder[f] for f in folders]
+
+
+def _comparisons(root: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with (root / "comparisons.csv").open(newline="") as stream:
+        return {(r["protocol"], r["label"]): r for r in csv.DictReader(stream)}
+
+
+def test_configurations_that_differ_are_not_averaged(stats_report):
+    root, done = stats_report
+    assert done.returncode == 0, done.stderr
+    table = _tables((root / "results.md").read_text())["synthetic — finetune"]["25%"]
+    assert list(table) == ["Rotation", "Rotation+Jitter", "SimCLR [downstream.lr=0.01]",
+                           "SimCLR [downstream.lr=0.05]", "Supervised"]
+    assert table["SimCLR [downstream.lr=0.01]"] == _expected([0.40, 0.34], [0.60, 0.66])
+    assert table["SimCLR [downstream.lr=0.05]"] == _expected([0.22, 0.20, 0.21], [0.78, 0.80, 0.79])
+    assert table["Supervised"].endswith("(n=3)")  # pretext.epochs does not touch a supervised run: one column
+    assert table["Rotation"].endswith("(n=3)")  # nor simclr.temperature a rotation run
+
+
+def test_linear_table_calls_the_supervised_column_a_random_encoder(stats_report):
+    root, _ = stats_report
+    markdown = (root / "results.md").read_text()
+    assert list(_tables(markdown)["synthetic — linear"]["25%"]) == ["SimCLR", "Random encoder"]
+    assert "Supervised" not in _tables(markdown)["synthetic — linear"]["25%"]
+    assert '"Random encoder", is a randomly initialised, untrained encoder probed linearly' in markdown
+    assert _comparisons(root)[("linear", "SimCLR")]["baseline"] == "Random encoder"
+
+
+def test_paired_comparison_matches_a_hand_computation(stats_report):
+    root, _ = stats_report
+    row = _comparisons(root)[("finetune", "SimCLR [downstream.lr=0.05]")]
+    diffs = [a - b for a, b in zip(_accs("sim_s0", "sim_s1", "sim_s2"), _accs("sup_s0", "sup_s1", "sup_s2"),
+                                   strict=True)]  # 8, 6, 8 points
+    mean, se = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(3)
+    assert (row["test"], row["baseline"], row["n_method"], row["n_baseline"]) == ("paired t", "Supervised", "3", "3")
+    assert float(row["diff_points"]) == pytest.approx(mean, rel=1e-9)
+    assert float(row["diff_ci_low"]) == pytest.approx(mean - T95[2] * se, rel=1e-9)
+    assert float(row["diff_ci_high"]) == pytest.approx(mean + T95[2] * se, rel=1e-9)
+    t = mean / se
+    assert float(row["p_value"]) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)  # df = 2 closed form
+    linear = _comparisons(root)[("linear", "SimCLR")]  # df = 1: two-sided p = 1 - (2/pi) atan(|t|)
+    d = [a - b for a, b in zip(_accs("lin_sim_s0", "lin_sim_s1"), _accs("lin_sup_s0", "lin_sup_s1"), strict=True)]
+    t1 = statistics.mean(d) / (statistics.stdev(d) / math.sqrt(2))
+    assert linear["test"] == "paired t" and float(linear["p_value"]) == pytest.approx(
+        1 - 2 / math.pi * math.atan(abs(t1)), rel=1e-9)
+
+
+def test_welch_when_the_replicates_differ_and_no_test_below_two_runs(stats_report):
+    root, _ = stats_report
+    rows = _comparisons(root)
+    rotation = rows[("finetune", "Rotation")]  # split seed fixed at 0: its (seed, split seed) pairs differ
+    a, b = _accs("rot_s0", "rot_s1", "rot_s2"), _accs("sup_s0", "sup_s1", "sup_s2")
+    va, vb = statistics.variance(a) / 3, statistics.variance(b) / 3
+    assert rotation["test"] == "Welch t"
+    assert float(rotation["df"]) == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2), rel=1e-9)
+    assert float(rotation["diff_points"]) == pytest.approx(statistics.mean(a) - statistics.mean(b), rel=1e-9)
+    assert rows[("finetune", "SimCLR [downstream.lr=0.01]")]["test"] == "Welch t"  # 2 of the baseline's 3 pairs
+    jitter = rows[("finetune", "Rotation+Jitter")]
+    assert (jitter["test"], jitter["p_value"], jitter["holm_p_value"], jitter["significant"]) == ("", "", "", "")
+    assert jitter["note"] == "no test: n < 2 (n=1 vs 3)"
+    assert float(jitter["diff_points"]) == pytest.approx(77 - statistics.mean(b), rel=1e-9)
+
+
+def test_holm_across_the_table_and_the_asterisk(stats_report):
+    root, _ = stats_report
+    rows = [r for r in _comparisons(root).values() if r["protocol"] == "finetune" and r["p_value"]]
+    assert len(rows) == 3
+    ordered = sorted(rows, key=lambda r: float(r["p_value"]))
+    running = 0.0
+    for rank, row in enumerate(ordered):
+        running = max(running, min(1.0, (3 - rank) * float(row["p_value"])))
+        assert float(row["holm_p_value"]) == pytest.approx(running, rel=1e-12)
+        assert row["significant"] == ("yes" if running < 0.05 else "no")
+    assert ordered[0]["label"] == "SimCLR [downstream.lr=0.05]" and ordered[0]["significant"] == "yes"
+    markdown = (root / "results.md").read_text()
+    heading = "## synthetic — finetune: each method against Supervised"
+    section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    marked = {cells[1]: cells[3] for cells in lines[1:]}  # method -> difference (points)
+    by_label = {r["label"]: r for r in rows}
+    best = "SimCLR [downstream.lr=0.05]"
+    assert marked[best] == f"{float(by_label[best]['diff_points']):+.2f}*"
+    assert marked["Rotation"] == f"{float(by_label['Rotation']['diff_points']):+.2f}"  # not significant: no mark
+    assert "for the 3 tested comparison(s) of this table; * marks Holm p < 0.05" in section
+
+
+def test_runs_csv_has_one_row_per_run(stats_report):
+    root, _ = stats_report
+    with (root / "results_runs.csv").open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        assert reader.fieldnames == ["experiment", "label", "data", "protocol", "fraction", "seed", "split_seed",
+                                     "status", "test_acc", "test_loss", "best_val_acc", "best_epoch", "chosen_lr",
+                                     "run_folder", "error"]
+        rows = {r["run_folder"]: r for r in reader}
+    assert set(rows) == {r[0] for r in STATS_RUNS}
+    for index, (folder, experiment, protocol, seed, split_seed, acc, _, _) in enumerate(STATS_RUNS):
+        row = rows[folder]
+        assert (row["experiment"], row["protocol"], float(row["fraction"]), int(row["seed"]),
+                int(row["split_seed"]), row["status"]) == (experiment, protocol, 0.25, seed, split_seed, "ok")
+        assert float(row["test_acc"]) == acc and float(row["test_loss"]) == 1.0 - acc
+        assert float(row["best_val_acc"]) == acc + 0.01 and int(row["best_epoch"]) == 3 + index % 4
+        assert row["chosen_lr"] == ("0.05" if folder == "sim_s1" else "")
+    assert rows["simlr_s0"]["label"] == "SimCLR [downstream.lr=0.01]"
+    assert rows["lin_sup_s0"]["label"] == "Random encoder"
+
+
+def test_comparisons_name_config_differences_between_method_and_baseline(stats_report):
+    root, _ = stats_report
+    rows = _comparisons(root)
+    assert rows[("finetune", "SimCLR [downstream.lr=0.01]")]["config_differences"] == "downstream.lr=0.01 vs 0.05"
+    assert rows[("finetune", "SimCLR [downstream.lr=0.05]")]["config_differences"] == ""
+    assert rows[("finetune", "Rotation")]["config_differences"] == ""  # simclr.* and pretext.* are not shared keys
+    markdown = (root / "results.md").read_text()
+    assert "- 25%, SimCLR [downstream.lr=0.01]: downstream.lr=0.01 vs 0.05" in markdown

@@ -9,7 +9,13 @@ from pathlib import Path
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import collect
-from ssl_lightning.report.csvfile import write_csv
+from ssl_lightning.report.comparisons import (
+    ambiguous_baselines,
+    build_comparisons,
+    render_comparisons,
+    write_comparisons_csv,
+)
+from ssl_lightning.report.csvfile import write_csv, write_runs_csv
 from ssl_lightning.report.table import build_tables, render_markdown, render_tables
 
 
@@ -27,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = (args.out.expanduser().resolve() if args.out else root)
     try:
         collection = collect(root)
+        cells = build_cells(collection.runs)
         out_dir.mkdir(parents=True, exist_ok=True)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -36,16 +43,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for problem in collection.problems:
         print(f"warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
-    cells = build_cells(collection.runs)
     tables = build_tables(cells)
+    comparisons = build_comparisons(cells)
+    comparisons_text = render_comparisons(comparisons, ambiguous_baselines(cells))
 
     from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures  # matplotlib only when needed
 
     figures = [*curve_figures(cells, out_dir), accuracy_vs_fraction(cells, out_dir / "accuracy_vs_fraction.png")]
     write_csv(cells, out_dir / "results.csv")
-    (out_dir / "results.md").write_text(render_markdown(collection, tables, figures) + "\n")
+    write_runs_csv(cells, root, out_dir / "results_runs.csv")
+    write_comparisons_csv(comparisons, out_dir / "comparisons.csv")
+    (out_dir / "results.md").write_text(render_markdown(collection, tables, figures, comparisons_text) + "\n")
     print(render_tables(tables, root))
-    print(f"wrote {out_dir / 'results.md'}, {out_dir / 'results.csv'} and {len(figures)} figure(s) to {out_dir}")
+    if comparisons_text:
+        print(comparisons_text)
+    print(f"wrote results.md, results.csv, results_runs.csv, comparisons.csv and {len(figures)} figure(s) to {out_dir}")
     return 0
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ssl_lightning.errors import UserError
-from ssl_lightning.report import columns
+from ssl_lightning.report import columns, configs
 
 
 @dataclass(frozen=True)
@@ -27,18 +28,29 @@ class Run:
     test_loss: float | None
     test_acc: float | None
     error: str | None
+    split_seed: int | None = None
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    chosen_lr: float | None = None
+    config: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # keys that matter, flattened
+    config_variant: tuple[str, ...] = ()  # 'key=value' for config keys that differ from other runs of its column
 
     @property
     def run_dir(self) -> Path:
         return self.results_path.parent
 
     @property
+    def replicate(self) -> tuple[int | None, int | None]:
+        """(seed, split seed): what pairs a method's run with the baseline run it is compared with."""
+        return self.seed, self.split_seed
+
+    @property
     def label(self) -> str:
-        return columns.label(self.experiment, self.variant)
+        return columns.label(self.experiment, self.variant, self.config_variant, self.protocol)
 
     @property
     def column_order(self) -> tuple:
-        return columns.order(self.experiment, self.variant)
+        return columns.order(self.experiment, self.variant, self.config_variant)
 
 
 @dataclass(frozen=True)
@@ -87,11 +99,28 @@ def _to_run(path: Path, results: dict[str, Any], show_backbone: bool) -> Run:
         error = "status ok but test_loss/test_acc missing or not finite"
     elif not ok and not error:
         error = f"status {status!r}"
-    seed = results.get("seed")
-    return Run(results_path=path, ok=ok, experiment=str(results["experiment"]), data=str(results["data"]),
-               protocol=_protocol(results), fraction=fraction, seed=seed if isinstance(seed, int) else None,
+    experiment = str(results["experiment"])
+    config = results.get("config")
+    return Run(results_path=path, ok=ok, experiment=experiment, data=str(results["data"]),
+               protocol=_protocol(results), fraction=fraction, seed=_integer(results.get("seed")),
                variant=columns.variant(results, show_backbone), test_loss=loss if ok else None,
-               test_acc=acc if ok else None, error=None if ok else _one_line(error))
+               test_acc=acc if ok else None, error=None if ok else _one_line(error),
+               split_seed=_integer(results.get("split_seed")), best_val_acc=_number(results.get("best_val_acc")),
+               best_epoch=_integer(results.get("best_epoch")), chosen_lr=_number(results.get("chosen_lr")),
+               config=configs.relevant(config if isinstance(config, dict) else None, experiment))
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def split_configurations(runs: list[Run]) -> list[Run]:
+    """Give each run the config keys that set it apart within its column, so different configs get own columns."""
+    groups: dict[tuple, list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    for index, run in enumerate(runs):
+        groups[(run.data, run.protocol, run.experiment, run.variant)].append((index, run.config))
+    variants = configs.config_variants(groups)
+    return [replace(run, config_variant=variants[index]) for index, run in enumerate(runs)]
 
 
 def collect(root: Path) -> Collection:
@@ -123,4 +152,4 @@ def collect(root: Path) -> Collection:
     if not runs:
         raise UserError(f"none of the {len(paths)} results.json files below {root} could be used "
                         f"(first: {problems[0].path}: {problems[0].reason})")
-    return Collection(root=root, runs=runs, problems=problems)
+    return Collection(root=root, runs=split_configurations(runs), problems=problems)

@@ -8,6 +8,7 @@ from typing import Any
 METHODS = ("rotation", "rotation_jitter", "simclr", "supervised")
 DISPLAY = {"rotation": "Rotation", "rotation_jitter": "Rotation+Jitter", "simclr": "SimCLR",
            "supervised": "Supervised"}
+RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a linear probe: nothing was trained before
 _DEFAULT_PRETEXT = {"", "target", "default", "same"}
 _DEFAULT_INIT = {"", "random", "none", "scratch"}
 
@@ -42,12 +43,23 @@ def variant(results: dict[str, Any], show_backbone: bool = False) -> tuple[str, 
     return tuple(p for p in parts if p)
 
 
-def label(experiment: str, parts: tuple[str, ...]) -> str:
-    name = DISPLAY.get(experiment, experiment)
-    return f"{name} ({', '.join(parts)})" if parts else name
+def display(experiment: str, protocol: str | None = None) -> str:
+    """The method's name; the supervised experiment probed linearly is an untrained encoder and says so."""
+    if experiment == "supervised" and protocol == "linear":
+        return RANDOM_ENCODER
+    return DISPLAY.get(experiment, experiment)
 
 
-def order(experiment: str, parts: tuple[str, ...]) -> tuple[int, str, tuple[str, ...]]:
+def label(experiment: str, parts: tuple[str, ...], config_parts: tuple[str, ...] = (),
+          protocol: str | None = None) -> str:
+    """'SimCLR (target+kidney) [downstream.lr=0.01]': variant in (), differing config keys in []."""
+    name = display(experiment, protocol)
+    text = f"{name} ({', '.join(parts)})" if parts else name
+    return f"{text} [{', '.join(config_parts)}]" if config_parts else text
+
+
+def order(experiment: str, parts: tuple[str, ...],
+          config_parts: tuple[str, ...] = ()) -> tuple[int, str, tuple[str, ...], tuple[str, ...]]:
     """Sort key: study method order first (unknown methods after), then the default variant before others."""
     rank = METHODS.index(experiment) if experiment in METHODS else len(METHODS)
-    return rank, experiment, parts
+    return rank, experiment, parts, config_parts

@@ -96,19 +96,20 @@ def curve_figures(cells: list[Cell], out_dir: Path) -> list[Path]:
 
 
 def accuracy_vs_fraction(cells: list[Cell], path: Path) -> Path:
-    """Test accuracy (mean ± std over seeds) against label fraction, one panel per (data, protocol)."""
+    """Test accuracy (mean and 95% CI over runs) against label fraction, one panel per (data, protocol)."""
     groups = by_group(cells)
     colours = _colours(cells)
     figure = Figure(figsize=(7 * len(groups), 5), layout="constrained")
     axes = figure.subplots(1, len(groups), squeeze=False)[0]
     for ax, ((data, protocol), group) in zip(axes, groups.items(), strict=True):
         for label in [name for name in colours if any(c.label == name for c in group)]:
-            points = sorted((c.fraction, *c.acc_percent) for c in group if c.label == label and c.n)
-            if not points:
+            estimates = sorted((c.fraction, c.acc_estimate) for c in group if c.label == label and c.n)
+            if not estimates:
                 continue
-            xs = [100 * x for x, _, _ in points]
-            ax.errorbar(xs, [m for _, m, _ in points], yerr=[s or 0.0 for _, _, s in points], color=colours[label],
-                        marker="o", capsize=4, label=label)
+            xs = [100 * x for x, _ in estimates]
+            halves = [0.0 if e.high is None or e.mean is None else e.high - e.mean for _, e in estimates]
+            ax.errorbar(xs, [e.mean for _, e in estimates], yerr=halves, color=colours[label], marker="o", capsize=4,
+                        label=label)
         fractions = sorted({100 * c.fraction for c in group})
         ax.set_xticks(fractions, [f"{f:g}%" for f in fractions])
         ax.set_title(f"{data} · {protocol}")
@@ -116,6 +117,6 @@ def accuracy_vs_fraction(cells: list[Cell], path: Path) -> Path:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend()
-    figure.suptitle("Test accuracy vs label fraction (mean ± sample std over seeds)")
+    figure.suptitle("Test accuracy vs label fraction (mean over runs; bars: 95% CI, t with n-1 df; none at n=1)")
     figure.savefig(path, dpi=100)
     return path

@@ -5,24 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssl_lightning.report.aggregate import Cell, by_group, fraction_text
+from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, fraction_text
 from ssl_lightning.report.collect import Collection
+from ssl_lightning.report.columns import RANDOM_ENCODER, display
 
 EMPTY = "—"
-REFERENCE_ROW = "Supervised 100%"
+REFERENCE_ROW = "{} 100%"  # the supervised experiment with every label, named as its column is
+RANDOM_ENCODER_NOTE = (
+    f"Note: under the linear protocol the supervised experiment trains nothing before the probe, so its column, "
+    f'"{RANDOM_ENCODER}", is a randomly initialised, untrained encoder probed linearly. It shows what a linear '
+    "probe gets from random features; it is not a supervised baseline.")
 
 
 def format_cell(cell: Cell | None) -> str:
-    """'loss ± std / acc ± std% (n=k)' over the ok runs; failures are counted, never averaged."""
+    """'loss / acc% [95% CI] (n=k)' over the ok runs (no CI from one run); failures are counted, never averaged."""
     if cell is None or not cell.runs:
         return EMPTY
     if cell.n == 0:
         return f"FAILED ({cell.n_failed} of {len(cell.runs)})"
-    (loss, loss_std), (acc, acc_std) = cell.loss, cell.acc_percent
-    loss_text = f"{loss:.4f}" if loss_std is None else f"{loss:.4f} ± {loss_std:.4f}"
-    acc_text = f"{acc:.2f}%" if acc_std is None else f"{acc:.2f} ± {acc_std:.2f}%"
+    loss, acc = cell.loss_estimate, cell.acc_estimate
+    interval = "" if acc.low is None or acc.high is None else f" [{acc.low:.2f}, {acc.high:.2f}]"
     failed = f" [{cell.n_failed} failed]" if cell.n_failed else ""
-    return f"{loss_text} / {acc_text} (n={cell.n}){failed}"
+    return f"{loss.mean:.4f} / {acc.mean:.2f}%{interval} (n={cell.n}){failed}"
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ def build_table(data: str, protocol: str, cells: list[Cell]) -> Table:
     rows = [(fraction_text(f), [format_cell(lookup.get((col, f))) for col in columns]) for f in fractions]
     reference = {c.label: c for c in cells if c.is_reference}
     if reference:
-        rows.append((REFERENCE_ROW, [format_cell(reference.get(col)) for col in columns]))
+        name = REFERENCE_ROW.format(display(SUPERVISED, protocol))
+        rows.append((name, [format_cell(reference.get(col)) for col in columns]))
     return Table(data, protocol, columns, rows, cells)
 
 
@@ -97,20 +102,26 @@ def render_tables(tables: list[Table], root: Path) -> str:
         failed = failed_lines(table, root)
         if failed:
             parts += ["Failed runs:", "", *failed, ""]
+        if RANDOM_ENCODER in table.columns:
+            parts += [RANDOM_ENCODER_NOTE, ""]
         repeated = repeat_lines(table)
         if repeated:
             parts += ["Repeated seeds (every run is counted in n):", "", *repeated, ""]
     return "\n".join(parts)
 
 
-def render_markdown(collection: Collection, tables: list[Table], figures: list[Path]) -> str:
+def render_markdown(collection: Collection, tables: list[Table], figures: list[Path], comparisons: str = "") -> str:
     intro = [
         "# Results", "",
-        f"{len(collection.runs)} run(s) from `{collection.root}`. Cells: test loss / test accuracy, "
-        "mean ± sample standard deviation (ddof=1) over seeds, n = runs averaged; failed runs are not averaged.",
+        f"{len(collection.runs)} run(s) from `{collection.root}`. Cells: mean test loss / mean test accuracy "
+        "[its 95% confidence interval, t distribution with n-1 degrees of freedom] (n = runs averaged, one per "
+        "seed and split seed); no interval from a single run; failed runs are not averaged. Every run's values: "
+        "`results_runs.csv`; per cell with standard deviations and intervals: `results.csv`.",
         "",
     ]
     parts = [*intro, render_tables(tables, collection.root)]
+    if comparisons:
+        parts.append(comparisons)
     if collection.problems:
         parts += ["## Unusable results.json files", "",
                   *(f"- `{_relative(p.path, collection.root)}`: {p.reason}" for p in collection.problems), ""]

@@ -1,0 +1,197 @@
+"""The report's statistics against hand computations: t intervals, paired and Welch tests, Holm, config splits.
+
+Expected values use closed forms of Student's t that need no library: with df=1 (Cauchy) the two-sided 95%
+quantile is tan(0.475 pi); with df=2 the CDF is 1/2 + t / (2 sqrt(2 + t^2)), so the quantile is
+sqrt(2 * 0.95^2 / (1 - 0.95^2)) = 4.30265272974946 and the two-sided p-value is 1 - |t| / sqrt(2 + t^2).
+For a non-integer df the p-value comes from integrating the t density numerically (Simpson's rule).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from ssl_lightning.errors import UserError
+from ssl_lightning.report.aggregate import build_cells
+from ssl_lightning.report.collect import Run, split_configurations
+from ssl_lightning.report.comparisons import ambiguous_baselines, build_comparisons
+from ssl_lightning.report.configs import flatten, relevant, varies_by_design
+from ssl_lightning.report.statistics import (
+    PAIRED,
+    WELCH,
+    holm,
+    mean_ci,
+    paired_difference,
+    t_quantile,
+    welch_difference,
+)
+
+T95_DF1 = math.tan(0.475 * math.pi)  # 12.7062047361747
+T95_DF2 = math.sqrt(2 * 0.95**2 / (1 - 0.95**2))  # 4.30265272974946
+
+
+def p_df2(t: float) -> float:
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def p_numeric(t: float, df: float, steps: int = 20000) -> float:
+    """Two-sided p = 1 - 2 * integral of the t density over [0, |t|], Simpson's rule."""
+    const = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def density(x: float) -> float:
+        return const * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    h = abs(t) / steps
+    total = density(0) + density(abs(t)) + sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    return 1 - 2 * total * h / 3
+
+
+def test_t_quantiles_match_the_closed_forms():
+    assert t_quantile(1) == pytest.approx(T95_DF1, rel=1e-9)
+    assert t_quantile(2) == pytest.approx(T95_DF2, rel=1e-9)
+    assert abs(T95_DF2 - 4.302652729911275) < 1e-9  # the usual printed table value
+
+
+def test_mean_ci_by_hand():
+    estimate = mean_ci([1.0, 2.0, 3.0])  # mean 2, s = 1, n = 3, df = 2
+    half = T95_DF2 * 1.0 / math.sqrt(3)
+    assert (estimate.n, estimate.mean, estimate.std) == (3, 2.0, 1.0)
+    assert estimate.low == pytest.approx(2 - half, rel=1e-9) and estimate.high == pytest.approx(2 + half, rel=1e-9)
+    pair = mean_ci([60.0, 64.0])  # mean 62, s = sqrt(8), df = 1
+    assert pair.high - pair.mean == pytest.approx(T95_DF1 * math.sqrt(8) / math.sqrt(2), rel=1e-9)
+    single = mean_ci([70.0])
+    assert (single.n, single.mean, single.std, single.low, single.high) == (1, 70.0, None, None, None)
+    assert mean_ci([]).mean is None
+
+
+def test_paired_difference_by_hand():
+    method, baseline = [70.0, 72.0, 75.0], [65.0, 70.0, 71.0]  # differences 5, 2, 4
+    d_mean = 11 / 3
+    d_sd = math.sqrt(((5 - d_mean) ** 2 + (2 - d_mean) ** 2 + (4 - d_mean) ** 2) / 2)
+    se = d_sd / math.sqrt(3)
+    result = paired_difference(method, baseline)
+    assert result.test == PAIRED and result.df == 2
+    assert result.diff == pytest.approx(d_mean, rel=1e-12)
+    assert result.low == pytest.approx(d_mean - T95_DF2 * se, rel=1e-9)
+    assert result.high == pytest.approx(d_mean + T95_DF2 * se, rel=1e-9)
+    assert result.p == pytest.approx(p_df2(d_mean / se), rel=1e-9)
+    assert result.p == pytest.approx(0.05330, abs=5e-5)  # t = 4.158 on 2 df
+
+
+def test_welch_difference_by_hand_equal_variances_df2():
+    # n = 2 on both sides with equal variances (8): df = (4 + 4)^2 / (4^2 + 4^2) = 2, se = sqrt(8)
+    result = welch_difference([80.0, 84.0], [70.0, 74.0])
+    se = math.sqrt(8 / 2 + 8 / 2)
+    assert result.test == WELCH and result.df == pytest.approx(2.0, rel=1e-12)
+    assert result.diff == 10.0
+    assert (result.low, result.high) == (pytest.approx(10 - T95_DF2 * se, rel=1e-9),
+                                         pytest.approx(10 + T95_DF2 * se, rel=1e-9))
+    assert result.p == pytest.approx(p_df2(10 / se), rel=1e-9)
+
+
+def test_welch_difference_by_hand_unequal_sizes():
+    a, b = [88.1, 86.4, 90.3], [80.2, 84.9, 79.5, 82.0]
+    va = statistics.variance(a) / 3
+    vb = statistics.variance(b) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
+    result = welch_difference(a, b)
+    assert result.df == pytest.approx(df, rel=1e-12) and 4 < df < 5
+    assert result.diff == pytest.approx(statistics.mean(a) - statistics.mean(b), rel=1e-12)
+    assert result.p == pytest.approx(p_numeric(t, df), rel=1e-6)
+
+
+def test_tests_refuse_too_few_values():
+    with pytest.raises(ValueError):
+        paired_difference([1.0], [2.0])
+    with pytest.raises(ValueError):
+        welch_difference([1.0, 2.0], [3.0])
+
+
+def test_zero_variance_gives_no_p_value():
+    assert paired_difference([71.0, 72.0], [70.0, 71.0]).p is None
+
+
+def test_holm_on_a_fixed_vector():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> kept monotone at 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1, then monotone
+    assert holm([0.2]) == [0.2]
+    assert holm([None, None]) == [None, None]
+
+
+def test_flatten_and_replicate_keys():
+    flat = flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": None, "f": {}})
+    assert flat == {"a.b": "1", "a.c": "[1,2]", "d": "x", "e": "null", "f": "{}"}
+    assert all(varies_by_design(k) for k in ("seed", "data.split_seed", "data.split_seed_from_seed",
+                                              "data.fraction", "experiment"))
+    assert not any(varies_by_design(k) for k in ("data.test_split_seed", "downstream.lr", "data.seed_offset"))
+
+
+def test_relevant_keys_drop_other_methods_and_bookkeeping():
+    config = {"seed": 3, "experiment": "x", "paths": {"cache": "/tmp/c"},
+              "data": {"fraction": 0.5, "split_seed": 3, "name": "synthetic", "download": True},
+              "trainer": {"enable_progress_bar": False}, "downstream": {"lr": 0.1}, "pretext": {"epochs": 2},
+              "simclr": {"temperature": 0.5}, "rotation": {"jitter_strength": 0.5}, "pretext_data": {"target": {}}}
+    assert set(relevant(config, "simclr")) == {"data.name", "downstream.lr", "pretext.epochs", "simclr.temperature",
+                                               "pretext_data.target"}
+    assert set(relevant(config, "rotation_jitter")) == {"data.name", "downstream.lr", "pretext.epochs",
+                                                        "rotation.jitter_strength", "pretext_data.target"}
+    assert set(relevant(config, "rotation")) == {"data.name", "downstream.lr", "pretext.epochs",
+                                                 "pretext_data.target"}
+    assert set(relevant(config, "supervised")) == {"data.name", "downstream.lr"}
+
+
+def _run(folder: str, seed: int, acc: float, config: dict, experiment: str = "simclr") -> Run:
+    return Run(results_path=Path("/sweep") / folder / "results.json", ok=True, experiment=experiment,
+               data="synthetic", protocol="finetune", fraction=0.25, seed=seed, variant=(), test_loss=1.0,
+               test_acc=acc, error=None, split_seed=seed, config=relevant(config, experiment))
+
+
+def test_runs_that_differ_in_a_hyper_parameter_get_their_own_columns():
+    runs = split_configurations([
+        _run("a", 0, 0.70, {"downstream": {"lr": 0.05}, "seed": 0, "paths": {"cache": "/a"}}),
+        _run("b", 1, 0.72, {"downstream": {"lr": 0.05}, "seed": 1, "paths": {"cache": "/b"}}),
+        _run("c", 0, 0.50, {"downstream": {"lr": 0.01}, "seed": 0, "paths": {"cache": "/a"}}),
+        _run("d", 0, 0.60, {"downstream": {"lr": 0.01}, "seed": 0}, experiment="supervised"),
+    ])
+    cells = {c.label: c for c in build_cells(runs)}
+    assert set(cells) == {"SimCLR [downstream.lr=0.05]", "SimCLR [downstream.lr=0.01]", "Supervised"}
+    assert cells["SimCLR [downstream.lr=0.05]"].acc_values == pytest.approx([70.0, 72.0])
+    assert cells["SimCLR [downstream.lr=0.01]"].acc_values == pytest.approx([50.0])
+
+
+def test_a_run_without_config_next_to_runs_with_one_gets_its_own_column():
+    runs = split_configurations([_run("a", 0, 0.70, {"downstream": {"lr": 0.05}}),
+                                 _run("b", 1, 0.72, {"downstream": {"lr": 0.05}}), _run("c", 2, 0.10, {})])
+    assert sorted(c.label for c in build_cells(runs)) == ["SimCLR", "SimCLR [no config recorded]"]
+
+
+def test_a_cell_that_would_mix_configurations_is_refused():
+    mixed = [_run("a", 0, 0.70, {"downstream": {"lr": 0.05}}), _run("b", 1, 0.72, {"downstream": {"lr": 0.01}})]
+    with pytest.raises(UserError, match="differ in downstream.lr"):
+        build_cells(mixed)  # config variants not assigned: the guard must catch it
+
+
+def _lr_runs(experiment: str, lrs: list[float]) -> list[Run]:
+    return [_run(f"{experiment}{lr}_{seed}", seed, 0.5 + lr + 0.01 * seed, {"downstream": {"lr": lr}}, experiment)
+            for lr in lrs for seed in (0, 1)]
+
+
+def test_each_lr_column_is_compared_with_the_baseline_at_the_same_lr():
+    cells = build_cells(split_configurations(_lr_runs("simclr", [0.01, 0.05]) + _lr_runs("supervised", [0.01, 0.05])))
+    pairs = {c.method.label: c.baseline.label for c in build_comparisons(cells)}
+    assert pairs == {"SimCLR [downstream.lr=0.01]": "Supervised [downstream.lr=0.01]",
+                     "SimCLR [downstream.lr=0.05]": "Supervised [downstream.lr=0.05]"}
+    assert ambiguous_baselines(cells) == []
+
+
+def test_a_method_with_several_fitting_baselines_is_left_out_and_said_so():
+    cells = build_cells(split_configurations(_lr_runs("simclr", [0.05]) + _lr_runs("supervised", [0.01, 0.05])))
+    assert build_comparisons(cells) == []
+    assert ambiguous_baselines(cells) == [
+        "- synthetic, finetune, 25%, SimCLR: not compared; several baselines fit "
+        "(Supervised [downstream.lr=0.01], Supervised [downstream.lr=0.05])"]
