@@ -34,7 +34,7 @@ def _summary(results: dict) -> str:
 def main(cfg: DictConfig) -> None:
     jobs = parallel_jobs(HydraConfig.get().launcher)
     if jobs is not None:
-        share_cores(jobs)  # before torch's OpenMP pool starts in this worker
+        share_cores(jobs)  # before torch starts its thread pool in this worker
     from ssl_lightning import pipeline  # heavy imports after Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)

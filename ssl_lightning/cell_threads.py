@@ -1,8 +1,9 @@
-"""CPU threads for cells that share a machine (hydra/launcher=parallel): a fair share of cores each, and
-OpenMP threads that sleep instead of spinning while they wait.
+"""CPU threads for cells that share a machine (hydra/launcher=parallel): a fair share of the cores each.
 
-Measured on 2 cores (benchmarks/threads.py, README Performance): two processes with two spinning OpenMP threads
-each ran several times slower than with one thread each; OMP_WAIT_POLICY=PASSIVE removes most of that loss.
+Measured on 2 cores (`python -m benchmarks.threads`, README Performance): two processes with two torch threads
+each ran 7-9x slower per process than one alone (their OpenMP threads spin on each other's cores);
+OMP_WAIT_POLICY=PASSIVE recovered only part of that and slowed a process running alone by about 40%; one thread
+per process gave the highest total. So each of n cells gets cores // n threads, and the wait policy is left alone.
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ def parallel_jobs(launcher: Any) -> int | None:
 
 
 def share_cores(n_jobs: int) -> int:
-    """Threads for one of `n_jobs` cells; must run before torch starts its OpenMP pool (the env variable)."""
+    """Threads for one of `n_jobs` cells; runs before torch starts its OpenMP pool in this worker."""
     threads = max(1, usable_cores() // max(1, n_jobs))
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
     torch.set_num_threads(threads)
-    log.info("%d cells at once on %d cores: %d torch thread(s) per cell, OMP_WAIT_POLICY=%s", n_jobs, usable_cores(),
-             threads, os.environ["OMP_WAIT_POLICY"])
+    log.info("%d cells at once on %d cores: %d torch thread(s) per cell", n_jobs, usable_cores(), threads)
     return threads
