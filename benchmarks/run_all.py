@@ -34,6 +34,7 @@ REGISTRY: tuple[Benchmark, ...] = (
     Benchmark("pretext_throughput"),
     Benchmark("data_overhead"),
     Benchmark("memory", threads=False),
+    Benchmark("data_scale"),
     Benchmark("grid_time", opt_in="grid"),  # the 4 x 3 grid's wall time, ~30 min
 )
 

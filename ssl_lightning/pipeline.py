@@ -20,6 +20,7 @@ from ssl_lightning import settings as settings_module
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.fractions import LabelSplit, make_label_split
+from ssl_lightning.data.leakage import check_pretext_leakage
 from ssl_lightning.data.pretext_sources import (
     PretextImages,
     assemble,
@@ -86,7 +87,8 @@ def prepare(cfg: DictConfig) -> PreparedCell:
                              settings.data.val_split, images.classes, settings.data.val_per_label,
                              settings.data.balance)
     sources = source_configs(settings.pretext_data, settings.data) if settings.method else {}
-    loaded = load_sources(sources)
+    check_pretext_leakage(sources, settings.data, images, split.val)
+    loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
     images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too

@@ -176,6 +176,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     data_values = dict(resolved["data"])
+    data_values.setdefault("image_cache", str(Path(resolved["paths"]["cache"]).expanduser().resolve() / "images"))
     data = DataConfig.from_mapping(data_values)
     backbone = _pick(BackboneConfig, dict(resolved["backbone"]), "backbone")
     for stage in ("pretext", "downstream"):

@@ -22,6 +22,9 @@ EXPECTED = {
     "data_overhead": [f"{method} {kind}" for method in (*PRETEXT_METHODS, "classifier")
                       for kind in ("real data path", "batch in memory", "real/in-memory")],
     "memory": ["cell max RSS", "cell wall time"],
+    "data_scale": ["store build, 1 decode worker", "second cell: time to first step", "first cell: peak RssAnon",
+                   "loader: store (memory map)", "loader: per-sample JPEG decode, 2 workers",
+                   "pretext (rotation) store/in-memory"],
 }
 NUMBER = r"(?:[\d,]+(?:\.\d+)?(?:e[-+]?\d+)?|nan)"
 

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from ssl_lightning.data.mapped_images import LazyImages
+
+# In memory (the built-in data sets) or read from the image store through memory maps (folders).
+Images = torch.Tensor | LazyImages
 
 
 @dataclass
 class ImageSet:
-    """Decoded images as uint8 tensors (N x C x H x W) with int64 labels.
+    """Decoded images as uint8 N x C x H x W (tensors, or store-backed `LazyImages`) with int64 labels.
 
     Loaders decode once into this form so that augmentation can run on whole batches on the device,
     instead of per-sample PIL transforms in DataLoader workers.
     """
 
-    train_images: torch.Tensor
+    train_images: Images
     train_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_images: Images
     test_labels: torch.Tensor
     classes: list[str]
     # Images without labels that only the pretext stage may use (e.g. STL-10's `unlabeled` split).
     extra_unlabeled: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    # Folders only: absolute path of every image, row for row (the leakage guard compares them by content).
+    train_files: np.ndarray | None = None
+    test_files: np.ndarray | None = None
 
     @property
     def channels(self) -> int:

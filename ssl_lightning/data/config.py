@@ -28,6 +28,8 @@ class DataConfig:
     eval_batch_size: int = 512
     num_workers: int = 0
     pin_memory: bool = False
+    decode_workers: int | None = None  # folders: processes decoding into the image store; None = cores available
+    image_cache: str | None = None  # set from paths.cache (<cache>/images); None = decode folders into memory
     # synthetic only
     num_classes: int = 4
     train_size: int = 512
@@ -57,5 +59,9 @@ class DataConfig:
             raise UserError(f"data.test_split={self.test_split} must be in (0, 1); use e.g. data.test_split=0.2")
         if self.on_bad_image not in ("error", "skip"):
             raise UserError(f"data.on_bad_image={self.on_bad_image!r} is not one of ['error', 'skip']")
+        if self.decode_workers is not None and int(self.decode_workers) < 1:
+            raise UserError(f"data.decode_workers={self.decode_workers} must be at least 1 (or null: all cores)")
+        if int(self.num_workers) < 0:
+            raise UserError(f"data.num_workers={self.num_workers} must be 0 or more")
         if self.image_size is not None and int(self.image_size) < 8:
             raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")

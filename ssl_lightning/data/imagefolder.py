@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
-from ssl_lightning.data.image_files import decode_images, list_images
+from ssl_lightning.data.folder_decode import decode_files
+from ssl_lightning.data.image_files import list_images
 from ssl_lightning.errors import UserError
 
 
@@ -37,11 +37,10 @@ def _stratified_test_split(labels: np.ndarray, test_split: float, seed: int) -> 
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
 
 
-def _decode(files: dict[str, list[Path]], class_names: list[str], config: DataConfig, channels: int | None):
+def _flatten(files: dict[str, list[Path]], class_names: list[str]) -> tuple[list[Path], list[int]]:
     paths = [path for name in class_names for path in files.get(name, [])]
     labels = [class_names.index(name) for name in class_names for _ in files.get(name, [])]
-    images, kept = decode_images(paths, config.image_size, config.on_bad_image, channels)
-    return images, torch.as_tensor(np.asarray(labels, dtype=np.int64)[kept])
+    return paths, labels
 
 
 def load(config: DataConfig) -> ImageSet:
@@ -54,16 +53,23 @@ def load(config: DataConfig) -> ImageSet:
         train_files = _class_files(root / "train", config.include)
         test_files = _class_files(root / "test", config.include)
         classes = sorted(set(train_files) | set(test_files))
-        train_x, train_y = _decode(train_files, classes, config, None)
-        test_x, test_y = _decode(test_files, classes, config, int(train_x.shape[1]))
+        train_paths, train_labels = _flatten(train_files, classes)
+        test_paths, test_labels = _flatten(test_files, classes)
+        # One decode (one store entry) for both parts, train rows first.
+        decoded = decode_files(root, train_paths + test_paths, train_labels + test_labels, config)
+        n_train = int(np.sum(decoded.kept < len(train_paths)))
+        train_idx, test_idx = np.arange(n_train), np.arange(n_train, len(decoded.kept))
     else:
         files = _class_files(root, config.include)
         classes = sorted(files)
-        all_x, all_y = _decode(files, classes, config, None)
-        train_idx, test_idx = _stratified_test_split(all_y.numpy(), config.test_split, config.test_split_seed)
-        train_x, train_y = all_x[train_idx], all_y[train_idx]
-        test_x, test_y = all_x[test_idx], all_y[test_idx]
+        decoded = decode_files(root, *_flatten(files, classes), config)
+        train_idx, test_idx = _stratified_test_split(decoded.labels.numpy(), config.test_split,
+                                                     config.test_split_seed)
+    train_x, train_y = decoded.images[train_idx], decoded.labels[train_idx]
+    test_x, test_y = decoded.images[test_idx], decoded.labels[test_idx]
+    train_files, test_files = decoded.files[train_idx], decoded.files[test_idx]
     if len(train_x) == 0:
         raise UserError(f"no readable training images in {root}; check data.include and the files")
     notes = [f"imagefolder {root}: {len(train_x)} train / {len(test_x)} test images, {train_x.shape[1]} channel(s)"]
-    return ImageSet(train_x, train_y, test_x, test_y, classes, notes=notes)
+    return ImageSet(train_x, train_y, test_x, test_y, classes, notes=notes, train_files=train_files,
+                    test_files=test_files)

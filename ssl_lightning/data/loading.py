@@ -8,11 +8,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ssl_lightning.data.mapped_images import LazyImages, take
+
 
 class IndexedImages(Dataset):
     """Returns whole batches: `dataset[index_array]` -> (uint8 images, labels or None)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, indices: np.ndarray):
+    def __init__(self, images: torch.Tensor | LazyImages, labels: torch.Tensor | None, indices: np.ndarray):
         self.images = images
         self.labels = labels
         self.indices = torch.as_tensor(indices, dtype=torch.long)
@@ -22,7 +24,7 @@ class IndexedImages(Dataset):
 
     def __getitem__(self, positions: torch.Tensor):
         rows = self.indices[positions]
-        images = self.images[rows].contiguous()
+        images = take(self.images, rows)  # one gather, also straight from the store's memory maps
         if self.labels is None:
             return images
         return images, self.labels[rows]

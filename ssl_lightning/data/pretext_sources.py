@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.mapped_images import ExpandChannels, LazyImages, ResizedImages, concatenate
 from ssl_lightning.errors import UserError
 
 TARGET = "target"
@@ -25,24 +26,28 @@ TARGET = "target"
 
 @dataclass
 class PretextImages:
-    images: torch.Tensor  # uint8 N x C x H x W; the target's train images first, so split indices stay valid
+    images: torch.Tensor | LazyImages  # uint8 N x C x H x W; the target's train images first (split indices hold)
     train_indices: np.ndarray
     val_indices: np.ndarray
     label: str  # readable description, e.g. "target+kidney"
     identity: list[dict[str, Any]]  # what determines the images (for the store key)
 
 
-def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+def to_channels(images: torch.Tensor | LazyImages, channels: int) -> torch.Tensor | LazyImages:
     if images.shape[1] == channels:
         return images
     if images.shape[1] == 1 and channels == 3:
+        if isinstance(images, LazyImages):  # store-backed: expanded per batch, never in memory
+            return ExpandChannels(images, channels)
         return images.expand(-1, 3, -1, -1).contiguous()
     raise UserError(f"cannot turn {images.shape[1]}-channel images into {channels} channels")
 
 
-def resize_square(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_square(images: torch.Tensor | LazyImages, size: tuple[int, int]) -> torch.Tensor | LazyImages:
     if tuple(images.shape[-2:]) == tuple(size) or len(images) == 0:
         return images
+    if isinstance(images, LazyImages):  # store-backed: resized per batch, never in memory
+        return ResizedImages(images, size)
     out = []
     for start in range(0, len(images), 4096):  # chunks keep the float copy small
         chunk = images[start : start + 4096].float()
@@ -72,6 +77,8 @@ def source_configs(pretext_data: dict[str, dict[str, Any]] | None, target: DataC
             sources[entry] = None
             continue
         values.setdefault("name", entry)
+        values.setdefault("image_cache", target.image_cache)  # folder sources share the image store
+        values.setdefault("decode_workers", target.decode_workers)
         config = DataConfig.from_mapping({**values, "fraction": 1.0})
         sources[entry] = None if _same_data(config, target) else config  # same data set: train pool only
     return sources
@@ -81,8 +88,15 @@ def channel_count(target: ImageSet, extra: list[ImageSet]) -> int:
     return max([target.channels, *[source.channels for source in extra]])
 
 
-def load_sources(sources: dict[str, DataConfig | None]) -> dict[str, ImageSet]:
-    return {entry: load_dataset(config, pretext_only=True) for entry, config in sources.items() if config is not None}
+def load_sources(sources: dict[str, DataConfig | None], image_size: int | None = None) -> dict[str, ImageSet]:
+    """Load every other source; folders are decoded at the target's `image_size` (no resize afterwards)."""
+
+    def at_size(config: DataConfig) -> DataConfig:
+        folder = config.name in ("imagefolder", "unlabeled_folder") and config.image_cache
+        return replace(config, image_size=image_size) if folder and image_size else config
+
+    return {entry: load_dataset(at_size(config), pretext_only=True)
+            for entry, config in sources.items() if config is not None}
 
 
 def assemble(target: ImageSet, pool: np.ndarray, val: np.ndarray, sources: dict[str, DataConfig | None],
@@ -107,13 +121,15 @@ def assemble(target: ImageSet, pool: np.ndarray, val: np.ndarray, sources: dict[
         identity.append({"entry": entry, **_identity(config)})
     if not train:
         raise UserError("pretext_data selects no images; use pretext_data=target or add a data set")
-    return PretextImages(torch.cat(parts) if len(parts) > 1 else parts[0], np.concatenate(train), val,
+    return PretextImages(concatenate(parts), np.concatenate(train), val,
                          "+".join(sources), identity)
 
 
 def _identity(config: DataConfig) -> dict[str, Any]:
     fields = replace(config, eval_batch_size=0, num_workers=0, pin_memory=False, download=True)
     values = dict(fields.__dict__)
+    for where_and_how in ("image_cache", "decode_workers"):  # where pixels are kept and how fast: not which
+        values.pop(where_and_how)
     if values.get("root"):
         values["root"] = str(Path(values["root"]).expanduser().resolve())
     return values

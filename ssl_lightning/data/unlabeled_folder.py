@@ -8,7 +8,8 @@ import torch
 
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
-from ssl_lightning.data.image_files import decode_images, list_images
+from ssl_lightning.data.folder_decode import decode_files
+from ssl_lightning.data.image_files import list_images
 from ssl_lightning.errors import UserError
 
 
@@ -23,7 +24,8 @@ def load(config: DataConfig) -> ImageSet:
     if not paths:
         hint = f" matching include={config.include!r}" if config.include else ""
         raise UserError(f"unlabeled_folder root {root} holds no images{hint}; add images or fix include")
-    images, _ = decode_images(paths, config.image_size, config.on_bad_image)
-    empty = images[:0]
-    return ImageSet(images, torch.zeros(len(images), dtype=torch.long), empty, torch.zeros(0, dtype=torch.long),
-                    classes=[], notes=[f"unlabeled_folder {root}: {len(images)} images"])
+    decoded = decode_files(root, paths, None, config)
+    images = decoded.images
+    return ImageSet(images, torch.zeros(len(images), dtype=torch.long), images[:0], torch.zeros(0, dtype=torch.long),
+                    classes=[], notes=[f"unlabeled_folder {root}: {len(images)} images"], train_files=decoded.files,
+                    test_files=decoded.files[:0])

@@ -73,6 +73,11 @@ CASES: dict[str, Case] = {
                                              ("stroma", "no images")),
     "imagefolder_unreadable_image": Case(lambda d: ["data=imagefolder", f"data.root={with_broken_image(d)}"],
                                          ("broken.png", "data.on_bad_image=skip")),
+    "pretext_folder_is_the_target_folder": Case(
+        lambda d: ["data=imagefolder", f"data.root={image_tree(d / 'images')}",
+                   "pretext_data=[target,unlabeled_folder]", f"pretext_data.unlabeled_folder.root={d / 'images'}"],
+        ("pretext_data.unlabeled_folder holds", "of the target's test images", "point it at a folder without them"),
+        "rotation"),
 }
 SKIP_BAD_IMAGE = "imagefolder_skip_unreadable_image"
 EMPTY_WORKING_FOLDER = "fraction_zero"  # run from a folder that holds nothing

@@ -1,0 +1,105 @@
+"""Refuse pretext data that holds the target's validation or test images (checked before anything is written).
+
+Pretext training on images the downstream stage later selects on or is tested on inflates the result. The
+guard by name (same data set and root -> only the target's training pool) misses another entry pointing at
+the same files: an `unlabeled_folder` at the target's root, a copy of the test folder elsewhere, or a built-in
+data set named again with another root. Folders are compared by resolved path and, for files of equal size,
+by the sha256 of their bytes (only size matches are hashed, so the check stays cheap on large folders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.image_files import list_images
+from ssl_lightning.errors import UserError
+
+BUILT_IN = ("fashion_mnist", "cifar10", "stl10")
+FOLDERS = ("imagefolder", "unlabeled_folder")
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Protected:
+    """The target's validation and test files, indexed by resolved path and by size."""
+
+    def __init__(self, files: dict[str, str]):
+        self.kind = files  # resolved path -> "validation" | "test"
+        self.by_size: dict[int, list[str]] = defaultdict(list)
+        for path in files:
+            self.by_size[os.stat(path).st_size].append(path)
+        self._hashes: dict[str, str] = {}
+
+    def _hash(self, path: str) -> str:
+        if path not in self._hashes:
+            self._hashes[path] = _sha256(path)
+        return self._hashes[path]
+
+    def held_by(self, candidates: Iterable[Path]) -> set[str]:
+        """The protected files that one of `candidates` is, or equals byte for byte."""
+        held: set[str] = set()
+        for candidate in candidates:
+            resolved = str(Path(candidate).resolve())
+            if resolved in self.kind:
+                held.add(resolved)
+                continue
+            same_size = self.by_size.get(os.stat(resolved).st_size)
+            if same_size:
+                digest = _sha256(resolved)
+                held.update(path for path in same_size if self._hash(path) == digest)
+        return held
+
+
+def _protected_files(target: ImageSet, val: np.ndarray) -> dict[str, str]:
+    files: dict[str, str] = {}
+    if target.train_files is not None:
+        files.update((str(Path(path).resolve()), "validation") for path in target.train_files[np.asarray(val)])
+    if target.test_files is not None:
+        files.update((str(Path(path).resolve()), "test") for path in target.test_files)
+    return files
+
+
+def _describe(held: set[str], kind: dict[str, str]) -> str:
+    counts = {name: sum(kind[path] == name for path in held) for name in ("test", "validation")}
+    return " and ".join(f"{count:,} of the target's {name} images" for name, count in counts.items() if count)
+
+
+def check_pretext_leakage(sources: dict[str, DataConfig | None], target_config: DataConfig, target: ImageSet,
+                          val: np.ndarray) -> None:
+    """UserError naming the first pretext entry that holds any validation or test image of the target."""
+    for entry, config in sources.items():
+        if config is None:
+            continue  # the target itself: its training pool only, by construction
+        if config.name == target_config.name and config.name in BUILT_IN:
+            raise UserError(f"pretext_data.{entry} is the target data set {config.name} again with another root "
+                            f"({config.root} vs {target_config.root}), so it holds the target's validation and test "
+                            f"images; drop it or give both the same root")
+    protected = _protected_files(target, val)
+    if not protected:
+        return
+    index = _Protected(protected)
+    for entry, config in sources.items():
+        if config is None or config.name not in FOLDERS or not config.root:
+            continue
+        root = Path(config.root).expanduser()
+        if not root.is_dir():
+            continue  # the loader reports a missing folder in its own words
+        include = config.include if config.name == "unlabeled_folder" else None
+        held = index.held_by(list_images(root, include))
+        if held:
+            raise UserError(f"pretext_data.{entry} holds {_describe(held, index.kind)} ({root}); "
+                            "point it at a folder without them")
