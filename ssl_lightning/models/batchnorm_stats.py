@@ -12,10 +12,12 @@ import torch
 from torch import nn
 
 from ssl_lightning.data.augment import standardize, to_unit_float
+from ssl_lightning.data.mapped_images import LazyImages, take
 
 
 @torch.no_grad()
-def reestimate_batchnorm(encoder: nn.Module, images: torch.Tensor, indices: np.ndarray, batch_size: int = 512,
+def reestimate_batchnorm(encoder: nn.Module, images: torch.Tensor | LazyImages, indices: np.ndarray,
+                         batch_size: int = 512,
                          max_images: int = 10_000, seed: int = 0) -> int:
     """Reset every BatchNorm's statistics and set them to the cumulative average over (a seeded sample of)
     `images[indices]`; returns how many images were used. The encoder's mode is restored afterwards."""
@@ -33,7 +35,7 @@ def reestimate_batchnorm(encoder: nn.Module, images: torch.Tensor, indices: np.n
     try:
         for start in range(0, len(chosen), batch_size):
             rows = torch.as_tensor(chosen[start : start + batch_size], dtype=torch.long)
-            encoder(standardize(to_unit_float(images[rows].to(device))))
+            encoder(standardize(to_unit_float(take(images, rows).to(device))))
     finally:
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
