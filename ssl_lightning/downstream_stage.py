@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
+from ssl_lightning.embeddings import save_test_embeddings
 from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.settings import RunSettings
@@ -69,6 +70,8 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         tb_target = run_dir / "tb" / "downstream"
         shutil.rmtree(tb_target, ignore_errors=True)
         shutil.copytree(work_dir / "tb" / "downstream", tb_target)
+    if trainer.is_global_zero:  # the tested encoder's test-set embeddings, for the report's 2-D maps
+        save_test_embeddings(module.encoder, images, run_dir, settings.data.split_seed, settings.data.eval_batch_size)
     best_score = best.best_model_score
     return DownstreamOutcome(
         test_loss=float(metrics.get("test/loss", float("nan"))),

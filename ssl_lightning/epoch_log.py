@@ -66,13 +66,15 @@ def _format_metric(name: str, value: float) -> str:
 
 class EpochLine(Callback):
     """After each training epoch (its validation included): one log line with the stage's epoch metrics,
-    the training throughput in images per second (per process) and the time since the stage started."""
+    the training throughput in images per second (per process, validation excluded) and the time since the stage
+    started."""
 
     def __init__(self, stage: str):
         self.stage = stage
         self._stage_started = 0.0
         self._epoch_started = 0.0
         self._images = 0
+        self._train_seconds = 0.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stage_started = time.perf_counter()
@@ -80,10 +82,12 @@ class EpochLine(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.perf_counter()
         self._images = 0
+        self._train_seconds = 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._images += _batch_size(batch)
+        self._train_seconds = time.perf_counter() - self._epoch_started  # training only, not validation
 
     def line(self, trainer: pl.Trainer) -> str:
         """The text of the line for the epoch that just ended."""
@@ -92,8 +96,7 @@ class EpochLine(Callback):
                    if name.startswith(prefix) and name != f"{prefix}lr" and torch.as_tensor(value).numel() == 1}
         order = ("train_loss", "train_acc", "val_loss", "val_acc")
         names = [n for n in order if n in metrics] + sorted(n for n in metrics if n not in order)
-        seconds = time.perf_counter() - self._epoch_started
-        rate = self._images / seconds if seconds > 0 else 0.0
+        rate = self._images / self._train_seconds if self._train_seconds > 0 else 0.0
         shown = " ".join(_format_metric(name, metrics[name]) for name in names) or "no metrics logged"
         return (f"{self.stage} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {shown} | "
                 f"{rate:,.0f} img/s | {time.perf_counter() - self._stage_started:.1f} s")
