@@ -53,19 +53,21 @@ def _compose(config_dir: Path, overrides: list[str]) -> dict[str, Any] | None:
     return container if isinstance(container, dict) else None
 
 
-def _message(key: str, config: dict[str, Any]) -> str:
-    known = list(_dotted_keys(config))
+def _message(key: str, configs: list[dict[str, Any]]) -> str:
+    """The closest valid keys over every composed variant; else the keys of the section; else the sections."""
+    known = list(dict.fromkeys(k for config in configs for k in _dotted_keys(config)))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.8)
     if close:
         return f"unknown config key {key!r}; did you mean {' or '.join(close)}?"
-    section, _, _ = key.rpartition(".")
-    if section and isinstance(config.get(section.split(".")[0]), dict) and _has_key(config, section):
-        node = config
-        for part in section.split("."):
-            node = node[part]
-        if isinstance(node, dict):
+    section = key.rpartition(".")[0]
+    for config in configs:
+        node: Any = config
+        for part in section.split(".") if section else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        if section and isinstance(node, dict):
             return f"unknown config key {key!r}; valid keys under {section}: {', '.join(map(str, node))}"
-    return f"unknown config key {key!r}; valid top-level keys: {', '.join(map(str, config))}"
+    sections = dict.fromkeys(str(name) for config in configs for name in config)
+    return f"unknown config key {key!r}; valid top-level keys: {', '.join(sections)}"
 
 
 def check_known_keys(argv: list[str], config_dir: Path, groups: set[str]) -> None:
@@ -104,6 +106,7 @@ def check_known_keys(argv: list[str], config_dir: Path, groups: set[str]) -> Non
     config = _compose(config_dir, base)
     if config is None:
         return
+    configs = [config]
     missing = [key for key in to_check if not _has_key(config, key)]
     for prefix_name, values in sweeps:  # a key may exist only for another choice of a swept group
         for value in values[1:]:
@@ -111,6 +114,9 @@ def check_known_keys(argv: list[str], config_dir: Path, groups: set[str]) -> Non
                 break
             variant = [line for line in base if not line.startswith(f"{prefix_name}=")] + [f"{prefix_name}={value}"]
             other = _compose(config_dir, variant)
-            missing = [key for key in missing if other is None or not _has_key(other, key)]
+            if other is None:
+                return  # Hydra reports this choice's problem itself
+            configs.append(other)
+            missing = [key for key in missing if not _has_key(other, key)]
     if missing:
-        raise UserError(_message(missing[0], config))
+        raise UserError(_message(missing[0], configs))
