@@ -5,15 +5,18 @@ per epoch. `EpochLine` writes one line per epoch and stage instead, e.g.
 
     pretext epoch 3/10: train_loss=1.2345 train_acc=54.10% val_loss=1.3012 val_acc=51.20% | 1,732 img/s | 41.2 s
 
-and `silence_lightning_tips` removes Lightning's advertisement lines ("Tip: ... litlogger / litmodels").
+and `silence_lightning_tips` removes Lightning's advertisement lines ("Tip: ... litlogger / litmodels") and other
+lines that say nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import time
+import warnings
 from typing import Any
 
 import pytorch_lightning as pl
@@ -33,20 +36,25 @@ def stdout_is_terminal() -> bool:
         return False
 
 
-class _DropTips(logging.Filter):
+# Lines that tell a reader nothing: advertisements, and the default limit_*_batches=1.0 echoed at every stage.
+_NOISE = re.compile(r"Tip:|litlogger|litmodels|`Trainer\(limit_\w+_batches=1\.0\)` was configured so 100%")
+
+
+class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("Tip:" in message or "litlogger" in message or "litmodels" in message)
+        return not _NOISE.search(record.getMessage())
 
 
-_TIP_FILTER = _DropTips()
+_NOISE_FILTER = _DropNoise()
 
 
 def silence_lightning_tips() -> None:
-    """Drop Lightning's "Tip: ... litlogger/litmodels" lines (idempotent)."""
+    """Drop Lightning's "Tip: ... litlogger/litmodels" lines and its echo of the default batch limits, and its
+    warning about modules in eval mode (the linear probe freezes the encoder on purpose). Idempotent."""
     logger = logging.getLogger(_LIGHTNING_RANK_ZERO_LOGGER)
-    if _TIP_FILTER not in logger.filters:
-        logger.addFilter(_TIP_FILTER)
+    if _NOISE_FILTER not in logger.filters:
+        logger.addFilter(_NOISE_FILTER)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 def _batch_size(batch: Any) -> int:
