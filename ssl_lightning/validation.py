@@ -108,8 +108,11 @@ RULES: tuple[Rule, ...] = (
     Rule("*image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
     Rule("*.epochs", int_at_least(1), POSITIVE_INT),
     Rule("*_epochs", int_at_least(0), "a whole number >= 0"),
-    Rule("*patience*", int_at_least(0), "a whole number >= 0 or null", optional=True),
+    Rule("*patience*", int_at_least(1), "a whole number of epochs >= 1 or null (no early stop)", optional=True),
     Rule("*num_workers", int_at_least(0), "a whole number >= 0"),
+    Rule("*warmup", number_in(0), "a number >= 0"),  # e.g. dino.teacher_temperature_warmup (0 = none)
+    Rule("*crops", int_at_least(0), "a whole number >= 0"),
+    Rule("*fraction", number_in(0, 1, low_open=True), "a number in (0, 1]"),
     Rule("*temperature*", number_in(0, low_open=True), "a number > 0, e.g. 0.5"),
     Rule("*_temp", number_in(0, low_open=True), "a number > 0"),
     Rule("*.lr", number_in(0, low_open=True), "a number > 0, e.g. 0.1"),
@@ -120,10 +123,14 @@ RULES: tuple[Rule, ...] = (
     Rule("*crop_*scale", number_in(0, 1, low_open=True), "a number in (0, 1]"),
     Rule("*_scale", number_in(0, low_open=True), "a number > 0"),
     Rule("*_p", number_in(0, 1), UNIT),
-    Rule("*prob*", number_in(0, 1), UNIT),
+    Rule("*_p[0-9]", number_in(0, 1), UNIT),  # per-view probabilities, e.g. byol.blur_p1
+    Rule("*prob", number_in(0, 1), UNIT),  # not *prob*: downstream.probe_layer is no probability
+    Rule("*prob_*", number_in(0, 1), UNIT),
+    Rule("*probability*", number_in(0, 1), UNIT),
     Rule("*jitter_strength", number_in(0), "a number >= 0, e.g. 0.5"),
     Rule("*_dim", int_at_least(1), POSITIVE_INT),
     Rule("*lambd*", number_in(0), "a number >= 0"),
+    Rule("*scale_loss", number_in(0, low_open=True), "a number > 0"),
 )
 
 

@@ -20,8 +20,9 @@ def test_every_shipped_config_passes(experiment, profile):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for extra in ([], ["data=synthetic", "downstream=linear", "trainer=ddp", "backbone=resnet18"]):
             config = compose("config", overrides=[f"+experiment={experiment}", f"profile={profile}", *extra])
-            values = OmegaConf.to_container(config, resolve=False)
-            values.pop("paths")  # needs Hydra's runtime resolver; not a number anyway
+            OmegaConf.set_struct(config, False)
+            config.pop("paths")  # needs Hydra's runtime resolver; not a number anyway
+            values = OmegaConf.to_container(config, resolve=True)
             assert problems(values) == []
 
 
@@ -39,7 +40,9 @@ def test_every_shipped_config_passes(experiment, profile):
         ("byol.momentum", 1.01, 0.996), ("moco.temperature", 0, 0.2), ("dino.teacher_temp", 0, 0.04),
         ("barlow_twins.proj_dim", 0, 2048), ("barlow_twins.lambd", -1, 0.005), ("moco.queue_size", -1, 4096),
         ("dino.crop_max_scale", 1.2, 1.0), ("dino.warmup_teacher_temp_epochs", -1, 30),
-        ("downstream.patience", -1, 5),
+        ("downstream.patience", 0, 5), ("moco.drop_prob", 1.5, 0.1), ("byol.blur_p2", 1.5, 0.1),
+        ("dino.local_crops", -1, 0), ("dino.local_size_fraction", 0, 0.43), ("dino.teacher_temperature_warmup", -1, 0),
+        ("dino.solarize_probability", -1, 0.2),
     ],
 )
 def test_bad_values_are_named_with_their_range_and_good_ones_pass(key, bad, good):
@@ -61,6 +64,7 @@ def test_generic_rules_match_names_anywhere():
     assert rule_for("new_method.solarize_p").pattern == "*_p"
     assert rule_for("new_method.base_momentum").pattern == "*momentum*"
     assert rule_for("data.name") is None and rule_for("backbone.init") is None
+    assert rule_for("downstream.probe_layer") is None and rule_for("downstream.lr_grid") is None
 
 
 def test_all_problems_in_one_line():
