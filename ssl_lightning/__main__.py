@@ -14,9 +14,10 @@ from omegaconf import DictConfig
 
 from ssl_lightning import sweep_status
 from ssl_lightning.cell_threads import parallel_jobs, share_cores
-from ssl_lightning.cli_checks import check_group_choices
+from ssl_lightning.cli_checks import check_group_choices, group_options
 from ssl_lightning.cli_errors import exit_with_user_error
 from ssl_lightning.errors import UserError
+from ssl_lightning.unknown_keys import check_known_keys
 
 log = logging.getLogger("ssl_lightning")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -63,9 +64,10 @@ def _with_default_profile(argv: list[str]) -> list[str]:
 def entry() -> None:
     try:
         check_group_choices(sys.argv[1:], Path(CONFIG_DIR))
+        sys.argv = _with_default_profile(sys.argv)
+        check_known_keys(sys.argv[1:], Path(CONFIG_DIR), set(group_options(Path(CONFIG_DIR))))
     except UserError as error:
         exit_with_user_error(error, None)
-    sys.argv = _with_default_profile(sys.argv)
     # Inherited by the ranks Lightning re-launches (they run the sweep again): one sweep folder for all ranks.
     os.environ.setdefault("SSL_LIGHTNING_STARTED", time.strftime("%Y-%m-%d_%H-%M-%S"))
     main()

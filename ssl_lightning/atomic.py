@@ -32,3 +32,10 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_torch(path: Path, obj: Any) -> None:
     _replace_from_temp(Path(path), lambda stream: torch.save(obj, stream))
+
+
+def write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """numpy arrays in one compressed .npz file."""
+    import numpy as np
+
+    _replace_from_temp(Path(path), lambda stream: np.savez_compressed(stream, **arrays))

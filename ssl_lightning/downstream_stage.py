@@ -20,6 +20,7 @@ from ssl_lightning.atomic import write_json
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
+from ssl_lightning.embeddings import save_test_embeddings
 from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
@@ -161,6 +162,8 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         tb_target = run_dir / "tb" / "downstream"
         shutil.rmtree(tb_target, ignore_errors=True)
         shutil.copytree(chosen_dir / "tb" / "downstream", tb_target)
+        # the tested encoder's test-set embeddings, for the report's 2-D maps
+        save_test_embeddings(module.encoder, images, run_dir, settings.data.split_seed, settings.data.eval_batch_size)
     return DownstreamOutcome(
         test_loss=float(metrics.get("test/loss", float("nan"))),
         test_acc=float(metrics.get("test/acc", float("nan"))),

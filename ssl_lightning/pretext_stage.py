@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
+from ssl_lightning.export_card import card_fields
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
@@ -116,7 +117,8 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
         _train(settings, encoder, images, pool, val, entry.partial_dir)
         if is_global_zero():
             meta = {"method": settings.method, "experiment": settings.experiment, "epochs": settings.pretext.epochs,
-                    "backbone": encoder.name, "in_channels": encoder.in_channels}
+                    "backbone": encoder.name, "in_channels": encoder.in_channels,
+                    **card_fields(settings)}  # what `python -m ssl_lightning.export <key>` puts on the card
             store.save(key, {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, meta,
                        events_from=entry.partial_dir / "tb" / "pretext")
             _copy_events(entry.events_dir, tb_dir / "pretext")

@@ -16,6 +16,7 @@ from ssl_lightning.errors import UserError
 from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.models.backbones import BackboneConfig
+from ssl_lightning.validation import check_values
 
 # experiment -> (pretext method, colour jitter on the rotated copies)
 EXPERIMENTS: dict[str, tuple[str | None, bool]] = {
@@ -158,6 +159,7 @@ def _probe_layer(value: Any) -> str | int:
 def from_config(cfg: DictConfig) -> RunSettings:
     """Validate the composed config and turn it into typed settings; UserError on any bad value."""
     try:
+        check_values(OmegaConf.to_container(cfg, resolve=True))  # every number in its range, in one line
         return _from_config(cfg)
     except (ValueError, TypeError, KeyError) as error:
         raise UserError(f"invalid configuration value ({type(error).__name__}: {error}); fix the override") from error

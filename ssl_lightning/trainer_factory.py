@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from ssl_lightning.epoch_log import EpochLine, silence_lightning_tips, stdout_is_terminal
 from ssl_lightning.errors import UserError
 from ssl_lightning.finite_guard import FiniteLossGuard
 from ssl_lightning.settings import TrainerSettings
@@ -55,18 +56,36 @@ def check_accelerator(settings: TrainerSettings) -> None:
         raise UserError("trainer=gpu was requested but this machine has no CUDA GPU; use trainer=cpu")
 
 
+_said_no_sync_batchnorm = False
+
+
+def uses_sync_batchnorm(settings: TrainerSettings) -> bool:
+    """SyncBatchNorm only works on GPU modules: with another accelerator it is skipped, and the log says so once."""
+    global _said_no_sync_batchnorm
+    on_gpu = settings.accelerator in ("gpu", "cuda") or (settings.accelerator == "auto" and torch.cuda.is_available())
+    if settings.sync_batchnorm and not on_gpu and not _said_no_sync_batchnorm:
+        _said_no_sync_batchnorm = True
+        log.info("trainer.sync_batchnorm ignored: SyncBatchNorm needs GPUs, accelerator is %s "
+                 "(each process keeps its own BatchNorm statistics)", settings.accelerator)
+    return settings.sync_batchnorm and on_gpu
+
+
 def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log_name: str,
                   callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
                   root_dir: Path) -> pl.Trainer:
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
     callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name)]
+    silence_lightning_tips()
+    progress_bar = settings.enable_progress_bar and stdout_is_terminal()  # a bar only where someone watches it
+    if not progress_bar:
+        callbacks.append(EpochLine(log_name))
     return pl.Trainer(
         accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=settings.strategy, precision=settings.precision, sync_batchnorm=settings.sync_batchnorm,
+        strategy=settings.strategy, precision=settings.precision, sync_batchnorm=uses_sync_batchnorm(settings),
         benchmark=settings.benchmark, deterministic=settings.deterministic, max_epochs=max_epochs,
         logger=logger, callbacks=callbacks, enable_checkpointing=True, default_root_dir=str(root_dir),
         limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
-        enable_progress_bar=settings.enable_progress_bar, log_every_n_steps=settings.log_every_n_steps,
+        enable_progress_bar=progress_bar, log_every_n_steps=settings.log_every_n_steps,
         enable_model_summary=False, use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
     )

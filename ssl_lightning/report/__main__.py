@@ -24,6 +24,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                      description="Gather every results.json below a folder into tables and figures.")
     parser.add_argument("folder", type=Path, help="a multirun or outputs folder")
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: the folder)")
+    parser.add_argument("--embedding-points", type=int, default=2000,
+                        help="test images per t-SNE embedding map (0: no maps)")
     return parser.parse_args(argv)
 
 
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures  # matplotlib only when needed
 
     figures = [*curve_figures(cells, out_dir), accuracy_vs_fraction(cells, out_dir / "accuracy_vs_fraction.png")]
+    from ssl_lightning.report.embedding_figure import embedding_figures  # scikit-learn only when needed
+
+    figures += embedding_figures(collection.runs, out_dir, args.embedding_points)
     write_csv(cells, out_dir / "results.csv")
     write_runs_csv(cells, root, out_dir / "results_runs.csv")
     write_comparisons_csv(comparisons, out_dir / "comparisons.csv")

@@ -10,8 +10,9 @@ import json
 
 
 def test_cli_trains_simclr_with_two_ddp_processes(cli, tmp_path):
-    done = cli("+experiment=simclr", "data=synthetic", "profile=smoke", "trainer.strategy=ddp", "trainer.devices=2",
-               "trainer.accelerator=cpu", timeout=240)
+    """The `ddp` trainer preset (SyncBatchNorm on) on CPUs: SyncBatchNorm is skipped and the log says so."""
+    done = cli("+experiment=simclr", "data=synthetic", "profile=smoke", "trainer=ddp", "trainer.accelerator=cpu",
+               "trainer.devices=2", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
 
     run = tmp_path / "run"
@@ -26,6 +27,8 @@ def test_cli_trains_simclr_with_two_ddp_processes(cli, tmp_path):
     assert "training pretext stage" in rank1_log
     assert "Initializing distributed: GLOBAL_RANK: 1" in done.stdout + done.stderr
     assert [p.name for p in run.rglob("results.json")] == ["results.json"]
+    rank0_log = (run / "ssl_lightning.log").read_text()
+    assert rank0_log.count("trainer.sync_batchnorm ignored: SyncBatchNorm needs GPUs") == 1
 
     store = tmp_path / "cache" / "pretext"
     entries = [p for p in store.iterdir() if p.is_dir()]

@@ -1,0 +1,218 @@
+"""`python -m ssl_lightning.export <run folder | sweep folder | store key> [--out DIR]`: encoders for plain PyTorch.
+
+Per encoder a folder with `encoder.pt` (a plain state dict) and `card.json` (what made it and how to load it):
+
+- `pretext_<store key>/`: the pretext encoder from the store (`<paths.cache>/pretext/<key>/`), once per key;
+- `classifier_<run folder name>/`: the encoder part of the run's tested classifier (`checkpoints/best.ckpt`).
+
+Keys have no `body.` prefix: a ResNet encoder loads into `torchvision.models.resnet18/50` with only `fc.*` missing
+(CIFAR-stem and grey-image variants: the card says which layers to replace first), the compact backbone into
+`build_encoder(...).body`, and `backbone.init=<folder>/encoder.pt` reads any of them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_lightning.atomic import write_json, write_torch
+from ssl_lightning.errors import UserError
+
+STORE_KEY = re.compile(r"^[0-9a-f]{16}$")
+FEATURE_DIMS = {"resnet18": 512, "resnet50": 2048}
+
+
+@dataclass
+class Exported:
+    folder: Path
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose key starts with `prefix`, without it, detached on the CPU."""
+    return {key[len(prefix):]: value.detach().cpu().clone() for key, value in state.items() if key.startswith(prefix)}
+
+
+def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Backbone name, input channels, stem and feature size read from the weights themselves."""
+    if "conv1.weight" in state:
+        conv = state["conv1.weight"]
+        name = "resnet50" if any(k.startswith("layer1.0.conv3.") for k in state) else "resnet18"
+        stem = "cifar" if conv.shape[-1] == 3 else "imagenet"
+        return {"backbone": name, "in_channels": int(conv.shape[1]), "stem": stem, "feature_dim": FEATURE_DIMS[name]}
+    if "0.weight" in state:
+        conv = state["0.weight"]
+        blocks = len({key.split(".")[0] for key in state if key.split(".")[0].isdigit() and ".conv1." in key})
+        width = int(conv.shape[0])
+        return {"backbone": "compact", "in_channels": int(conv.shape[1]), "stem": None, "feature_dim": 4 * width,
+                "width": width, "blocks": max(1, blocks // 3)}
+    raise UserError("the weights are neither a ResNet nor the compact backbone; nothing to export")
+
+
+def load_snippet(arch: dict[str, Any], backbone_config: dict[str, Any]) -> list[str]:
+    """Plain-PyTorch lines that rebuild the network and load `encoder.pt` (features = the encoder's output)."""
+    channels = arch["in_channels"]
+    if arch["backbone"] == "compact":
+        width = backbone_config.get("width", arch["width"])
+        blocks = backbone_config.get("blocks", arch["blocks"])
+        stride = backbone_config.get("stem_stride", 2)
+        return [
+            "import torch",
+            "from ssl_lightning.models.backbones import BackboneConfig, build_encoder",
+            f"encoder = build_encoder(BackboneConfig(name='compact', width={width}, blocks={blocks}, "
+            f"stem_stride={stride}), in_channels={channels}, image_size=32)",
+            "encoder.body.load_state_dict(torch.load('encoder.pt', weights_only=True))",
+        ]
+    lines = ["import torch, torchvision", f"model = torchvision.models.{arch['backbone']}()"]
+    if arch["stem"] == "cifar":
+        lines.append(f"model.conv1 = torch.nn.Conv2d({channels}, 64, 3, 1, 1, bias=False)  # CIFAR stem: 3x3, "
+                     "stride 1")
+        lines.append("model.maxpool = torch.nn.Identity()  # CIFAR stem: no max-pool")
+    elif channels != 3:
+        lines.append(f"model.conv1 = torch.nn.Conv2d({channels}, 64, 7, 2, 3, bias=False)  # {channels} input "
+                     "channel(s)")
+    lines += ["missing, unexpected = model.load_state_dict(torch.load('encoder.pt', weights_only=True), "
+              "strict=False)  # missing: fc.* only",
+              "model.fc = torch.nn.Identity()  # features; or torch.nn.Linear(model.fc.in_features, classes)"]
+    return lines
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_encoder(state: dict[str, torch.Tensor], folder: Path, card: dict[str, Any]) -> Exported:
+    """encoder.pt plus card.json (with architecture, input format and load snippet) in `folder`."""
+    arch = infer_architecture(state)
+    backbone_config = dict(card.get("backbone_config") or {})
+    path = folder / "encoder.pt"
+    write_torch(path, state)
+    full = {
+        **card, **{k: v for k, v in arch.items() if k not in ("width", "blocks")},
+        "file": path.name, "sha256": _sha256(path), "tensors": len(state),
+        "input": f"float NCHW, {arch['in_channels']} channel(s), pixels scaled to [-1, 1] (x / 255 * 2 - 1)",
+        "load": load_snippet(arch, backbone_config),
+        "backbone_init": f"python -m ssl_lightning +experiment=supervised backbone={arch['backbone']}"
+                         + (f" backbone.stem={arch['stem']}" if arch["stem"] else "")
+                         + f" backbone.init={path.resolve()}",
+    }
+    write_json(folder / "card.json", full)
+    return Exported(folder, full)
+
+
+def _store_entry(key: str, caches: list[Path]) -> Path:
+    for cache in caches:
+        folder = cache / "pretext" / key
+        if (folder / "encoder.pt").is_file():
+            return folder
+    raise UserError(f"pretext store entry {key} not found in {', '.join(str(c / 'pretext') for c in caches)}; "
+                    "give --cache <paths.cache> (default outputs/cache)")
+
+
+def export_store_entry(folder: Path, out: Path, extra: dict[str, Any] | None = None) -> Exported:
+    """A pretext store entry (`<cache>/pretext/<key>/`) as `<out>/pretext_<key>/`."""
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
+    card = {"kind": "pretext encoder", "method": meta.get("method"), "experiment": meta.get("experiment"),
+            "backbone_config": meta.get("backbone_config"), "data": meta.get("data"),
+            "pretext_data": meta.get("pretext_data"), "init": meta.get("init"), "epochs": meta.get("epochs"),
+            "seed": meta.get("seed"), "store_key": folder.name, "git_commit": meta.get("git_commit"),
+            "source": str(folder / "encoder.pt")}
+    for name, value in (extra or {}).items():  # what a run that used the entry knows and old entries lack
+        if card.get(name) is None:
+            card[name] = value
+    return write_encoder(strip_prefix(state, "body."), out / f"pretext_{folder.name}", card)
+
+
+def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exported]) -> list[Exported]:
+    """The pretext encoder (once per store key across runs) and the classifier's encoder of one run."""
+    results = json.loads((run_dir / "results.json").read_text())
+    if results.get("status") != "ok":
+        print(f"warning: skipped {run_dir}: the cell did not finish ({results.get('error')})", file=sys.stderr)
+        return []
+    config = results.get("config") or {}
+    common = {"experiment": results.get("experiment"), "backbone_config": config.get("backbone"),
+              "data": results.get("data"), "pretext_data": results.get("pretext_data"), "init": results.get("init"),
+              "seed": results.get("seed"), "git_commit": results.get("git_commit"), "store_key":
+              results.get("pretext_key")}
+    written: list[Exported] = []
+    key = results.get("pretext_key")
+    if key and key not in done:
+        run_cache = Path(config["paths"]["cache"]) if (config.get("paths") or {}).get("cache") else None
+        try:
+            entry = _store_entry(key, [c for c in (run_cache, *caches) if c is not None])
+        except UserError as error:
+            print(f"warning: {run_dir}: {error}", file=sys.stderr)
+        else:
+            method = {"rotation_jitter": "rotation"}.get(common["experiment"], common["experiment"])
+            done[key] = export_store_entry(entry, out, {**common, "method": method,
+                                                        "epochs": (results.get("epochs") or {}).get("pretext")})
+            written.append(done[key])
+    checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = strip_prefix(saved.get("state_dict", saved), "encoder.body.")
+        card = {"kind": f"encoder of the tested classifier ({results.get('protocol')}, "
+                        f"{100 * float(results.get('fraction', 0)):g}% labels)",
+                "method": common["experiment"], **common, "fraction": results.get("fraction"),
+                "protocol": results.get("protocol"), "test_acc": results.get("test_acc"),
+                "classes": results.get("classes"), "epochs": results.get("epochs"), "source": str(checkpoint)}
+        written.append(write_encoder(state, out / f"classifier_{run_dir.name}", card))
+    return written
+
+
+def export(source: str, out: Path | None, cache: Path) -> list[Exported]:
+    """Export a run folder, every run below a sweep folder, or one store key; UserError when nothing fits."""
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "encoder.pt").is_file() and STORE_KEY.match(path.name):
+        return [export_store_entry(path, (out or Path("outputs/export")).resolve())]
+    if path.is_dir():
+        runs = sorted(p.parent for p in path.resolve().rglob("results.json"))
+        if not runs:
+            raise UserError(f"no results.json below {path}; give a run folder, a sweep folder or a store key")
+        target = (out or path / "export").resolve()
+        done: dict[str, Exported] = {}
+        return [item for run in runs if target not in run.parents for item in export_run(run, target, [cache], done)]
+    if STORE_KEY.match(source):
+        return [export_store_entry(_store_entry(source, [cache]), (out or Path("outputs/export")).resolve())]
+    raise UserError(f"{source!r} is neither a folder nor a pretext store key (16 hex digits); "
+                    "give a run folder, a sweep folder or a key from results.json's pretext_key")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ssl_lightning.export",
+                                     description="Write each encoder as a plain state dict with a JSON card.")
+    parser.add_argument("source", help="a run folder, a sweep folder, or a pretext store key")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write (default: <folder>/export, or outputs/export for a store key)")
+    parser.add_argument("--cache", type=Path, default=Path("outputs/cache"),
+                        help="paths.cache of the runs, where the pretext store is (default: outputs/cache)")
+    args = parser.parse_args(argv)
+    try:
+        written = export(args.source, args.out, args.cache.expanduser().resolve())
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot export: {error}", file=sys.stderr)
+        return 2
+    for item in written:
+        print(f"{item.folder}/encoder.pt  {item.card['kind']}, {item.card['backbone']}, "
+              f"{item.card['in_channels']} channel(s)")
+    if not written:
+        print("error: nothing exported (no finished run with a checkpoint or store entry)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

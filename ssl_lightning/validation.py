@@ -1,0 +1,166 @@
+"""Every numeric setting checked in one place before anything is trained, from a table of rules.
+
+A rule pairs a pattern over the dotted key (`fnmatch` style, e.g. `simclr.temperature`, `*.batch_size`,
+`*temperature*`) with a check and the valid range in words. The first rule whose pattern matches a key decides,
+so exact keys come first and generic name rules last: a new method's section (`byol.momentum`,
+`dino.teacher_temperature`, `barlow.proj_dim`, ...) is covered without a new row, and a row added to `RULES` covers
+anything else. Every broken value is reported in one line (`UserError`, exit code 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from ssl_lightning.errors import UserError
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def int_at_least(low: int, high: int | None = None) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        number = _integer(value)
+        return number is not None and number >= low and (high is None or number <= high)
+    return check
+
+
+def number_in(low: float | None = None, high: float | None = None, low_open: bool = False,
+              high_open: bool = False) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        number = _number(value)
+        if number is None:
+            return False
+        if low is not None and (number <= low if low_open else number < low):
+            return False
+        return not (high is not None and (number >= high if high_open else number > high))
+    return check
+
+
+def batch_limit(value: Any) -> bool:
+    """Lightning's limit_*_batches: a share of the batches in (0, 1] or a whole number of batches >= 1."""
+    number = _number(value)
+    if number is None:
+        return False
+    return 0 < number <= 1 or (number >= 1 and float(number).is_integer())
+
+
+def fractions_of_run(value: Any) -> bool:
+    """step_milestones: increasing shares of the run, each in (0, 1)."""
+    if not isinstance(value, list | tuple):
+        return False
+    numbers = [_number(v) for v in value]
+    return all(n is not None and 0 < n < 1 for n in numbers) and numbers == sorted(numbers)
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str  # fnmatch pattern over the dotted key
+    check: Callable[[Any], bool]
+    valid: str  # the valid range, in words, for the message
+    optional: bool = False  # null allowed (means "not set")
+
+
+POSITIVE_INT = "a whole number >= 1"
+UNIT = "a number in [0, 1]"
+
+# First match wins: exact keys, then keys by section, then generic names anywhere in the config.
+RULES: tuple[Rule, ...] = (
+    Rule("seed", int_at_least(0, MAX_SEED), f"a whole number in [0, {MAX_SEED}]"),
+    Rule("data.fraction", number_in(0, 1, low_open=True), "a number in (0, 1], e.g. 0.25"),
+    Rule("data.val_split", number_in(0, 1, high_open=True), "a number in [0, 1), e.g. 0.1"),
+    Rule("data.test_split", number_in(0, 1, low_open=True, high_open=True), "a number in (0, 1), e.g. 0.2"),
+    Rule("data.image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
+    Rule("data.num_classes", int_at_least(2), "a whole number >= 2"),
+    Rule("data.channels", lambda v: _integer(v) in (1, 3), "1 or 3"),
+    Rule("*.train_size", int_at_least(1), POSITIVE_INT),
+    Rule("*.test_size", int_at_least(1), POSITIVE_INT),
+    Rule("trainer.log_every_n_steps", int_at_least(1), POSITIVE_INT),
+    Rule("trainer.num_nodes", int_at_least(1), POSITIVE_INT),
+    Rule("backbone.width", int_at_least(1), POSITIVE_INT),
+    Rule("backbone.blocks", int_at_least(1), POSITIVE_INT),
+    Rule("backbone.stem_stride", int_at_least(1), POSITIVE_INT),
+    Rule("*.step_milestones", fractions_of_run, "a list of increasing shares of the run in (0, 1), e.g. [0.3,0.6]"),
+    Rule("*.step_gamma", number_in(0, 1, low_open=True), "a number in (0, 1]"),
+    Rule("*.limit_*_batches", batch_limit, "a share of the batches in (0, 1] or a whole number of batches >= 1"),
+    # generic names: any section, today's and new methods'
+    Rule("*seed", int_at_least(0, MAX_SEED), f"a whole number in [0, {MAX_SEED}]"),
+    Rule("*batch_size", int_at_least(1), POSITIVE_INT),
+    Rule("*queue_size", int_at_least(1), POSITIVE_INT),
+    Rule("*image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
+    Rule("*.epochs", int_at_least(1), POSITIVE_INT),
+    Rule("*_epochs", int_at_least(0), "a whole number >= 0"),
+    Rule("*patience*", int_at_least(1), "a whole number of epochs >= 1 or null (no early stop)", optional=True),
+    Rule("*num_workers", int_at_least(0), "a whole number >= 0"),
+    Rule("*warmup", number_in(0), "a number >= 0"),  # e.g. dino.teacher_temperature_warmup (0 = none)
+    Rule("*crops", int_at_least(0), "a whole number >= 0"),
+    Rule("*fraction", number_in(0, 1, low_open=True), "a number in (0, 1]"),
+    Rule("*temperature*", number_in(0, low_open=True), "a number > 0, e.g. 0.5"),
+    Rule("*_temp", number_in(0, low_open=True), "a number > 0"),
+    Rule("*.lr", number_in(0, low_open=True), "a number > 0, e.g. 0.1"),
+    Rule("*_lr", number_in(0), "a number >= 0"),
+    Rule("*weight_decay*", number_in(0), "a number >= 0, e.g. 5e-4"),
+    Rule("*momentum*", number_in(0, 1), UNIT),
+    Rule("*crop_min_scale", number_in(0, 1, low_open=True), "a number in (0, 1], e.g. 0.08"),
+    Rule("*crop_*scale", number_in(0, 1, low_open=True), "a number in (0, 1]"),
+    Rule("*_scale", number_in(0, low_open=True), "a number > 0"),
+    Rule("*_p", number_in(0, 1), UNIT),
+    Rule("*_p[0-9]", number_in(0, 1), UNIT),  # per-view probabilities, e.g. byol.blur_p1
+    Rule("*prob", number_in(0, 1), UNIT),  # not *prob*: downstream.probe_layer is no probability
+    Rule("*prob_*", number_in(0, 1), UNIT),
+    Rule("*probability*", number_in(0, 1), UNIT),
+    Rule("*jitter_strength", number_in(0), "a number >= 0, e.g. 0.5"),
+    Rule("*_dim", int_at_least(1), POSITIVE_INT),
+    Rule("*lambd*", number_in(0), "a number >= 0"),
+    Rule("*scale_loss", number_in(0, low_open=True), "a number > 0"),
+)
+
+
+def leaves(values: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every value that is not a section; lists are values."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            yield from leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, values
+
+
+def rule_for(key: str) -> Rule | None:
+    return next((rule for rule in RULES if fnmatchcase(key, rule.pattern)), None)
+
+
+def problems(config: dict[str, Any]) -> list[str]:
+    """One phrase per value that breaks its rule, in config order."""
+    found = []
+    for key, value in leaves(config):
+        rule = rule_for(key)
+        if rule is None or (value is None and rule.optional) or rule.check(value):
+            continue
+        shown = "null" if value is None else value
+        found.append(f"{key}={shown} is invalid: use {rule.valid}")
+    return found
+
+
+def check_values(config: dict[str, Any]) -> None:
+    """Raise one UserError naming every value out of its valid range (the resolved config as plain dicts)."""
+    found = problems(config)
+    if found:
+        raise UserError("; ".join(found))

@@ -1,0 +1,55 @@
+"""Logs a person can read anywhere: one line per epoch and stage when stdout is not a terminal, no tips."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+from ssl_lightning.epoch_log import EpochLine
+from ssl_lightning.settings import TrainerSettings
+from ssl_lightning.trainer_factory import build_trainer
+
+NUMBER = r"[0-9.]+"
+LINE = (rf"(pretext|downstream) epoch (\d+)/(\d+): train_loss={NUMBER} train_acc={NUMBER}% val_loss={NUMBER} "
+        rf"val_acc={NUMBER}% \| [0-9,]+ img/s \| {NUMBER} s$")
+
+
+def test_captured_stdout_gets_one_line_per_epoch_and_no_bar_or_tips(cli, tmp_path):
+    # enable_progress_bar=true only allows the bar: stdout here is a pipe, not a terminal
+    done = cli("+experiment=rotation", "data=synthetic", "profile=smoke", "trainer.enable_progress_bar=true",
+               "pretext.epochs=2", "downstream.epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "\r" not in output and "it/s]" not in output
+    assert "Tip:" not in output and "litlogger" not in output and "litmodels" not in output
+    lines = [re.search(LINE, line) for line in done.stdout.splitlines()]
+    epochs = [(m[1], int(m[2]), int(m[3])) for m in lines if m]
+    assert epochs == [("pretext", 1, 2), ("pretext", 2, 2), ("downstream", 1, 2), ("downstream", 2, 2)]
+    assert len(re.findall(LINE, (tmp_path / "run" / "ssl_lightning.log").read_text(), re.MULTILINE)) == 4
+
+
+class _Terminal:
+    """A stdout that says it is a terminal."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def isatty(self) -> bool:
+        return True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@pytest.mark.parametrize(("terminal", "allowed", "bar"), [(True, True, True), (True, False, False),
+                                                          (False, True, False)])
+def test_bar_only_on_a_terminal_when_allowed(terminal, allowed, bar, tmp_path, monkeypatch):
+    if terminal:
+        monkeypatch.setattr(sys, "stdout", _Terminal(sys.stdout))
+    trainer = build_trainer(TrainerSettings(enable_progress_bar=allowed), 1, tmp_path, "pretext", [], 1.0, 1.0,
+                            tmp_path)
+    assert isinstance(trainer.progress_bar_callback, TQDMProgressBar) == bar
+    assert any(isinstance(c, EpochLine) for c in trainer.callbacks) == (not bar)
