@@ -1,7 +1,7 @@
 """Wall time of the default grid (4 experiments x 3 fractions, 1 seed) with pretext reuse against
 `pretext.reuse=false`, with the seconds per stage summed from the cells' results.json.
 
-    python -m benchmarks.grid_time [--tiny] [--no-baseline] [overrides ...]
+    python -m benchmarks.grid_time [--tiny] [--no-baseline] [--compare reuse|fast_path] [overrides ...]
 
 Each variant runs the real multirun in a temporary folder (fresh pretext store), so nothing is left in outputs/.
 The full grid takes about 15-30 minutes on 2 CPU cores per variant; `--no-baseline` skips the reuse=false run.
@@ -46,17 +46,23 @@ def run_grid(overrides: list[str], folder: Path) -> tuple[float, dict[str, float
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--no-baseline", action="store_true", help="skip the pretext.reuse=false grid")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline grid")
+    parser.add_argument("--compare", choices=("reuse", "fast_path"), default="reuse",
+                        help="baseline: pretext.reuse=false (reuse) or trainer.channels_last=false (fast_path)")
     args, overrides = parser.parse_known_args(argv)
     print_machine("grid_time: the default grid's wall time, with and without pretext reuse")
     grid = (TINY_GRID if args.tiny else GRID) + overrides
     report = Report("grid_time")
-    variants = [("reuse", [])] + ([] if args.no_baseline else [("no reuse", ["pretext.reuse=false"])])
+    if args.compare == "fast_path":
+        variants = [("channels_last", ["trainer.channels_last=true"])]
+        variants += [] if args.no_baseline else [("nchw", ["trainer.channels_last=false"])]
+    else:
+        variants = [("reuse", [])] + ([] if args.no_baseline else [("no reuse", ["pretext.reuse=false"])])
     for name, extra in variants:
         with tempfile.TemporaryDirectory(prefix="bench_grid_") as folder:
             wall, stages, ok = run_grid(grid + extra, Path(folder))
         print(f"   {name}: {wall / 60:.2f} min wall, {ok} cells ok, stage seconds {stages}", flush=True)
-        target = WALL_TARGET_MIN if name == "reuse" and not args.tiny else None
+        target = WALL_TARGET_MIN if name in ("reuse", "channels_last") and not args.tiny else None
         report.add(f"grid wall time ({name})", "min", [wall / 60], target)
         for stage, seconds in stages.items():
             report.add(f"{stage} stage total ({name})", "min", [seconds / 60])

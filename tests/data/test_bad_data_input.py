@@ -100,6 +100,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]
         experiment, args = jobs[name]
         return folder, run_cli([*COMMON, f"+experiment={experiment}", *args(folder)], folder)
 
+    tmp_path_factory.getbasetemp()  # create the base folder once, before two threads ask for sub-folders
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(jobs, pool.map(launch, jobs), strict=True))
 
