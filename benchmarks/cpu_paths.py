@@ -79,13 +79,14 @@ def step_function(method: str, module, optimizer, batch: torch.Tensor, labels: t
     return step
 
 
-def measure(method: str, backbone: str, sizes: Sizes, repeats: int, report: Report) -> None:
+def measure(method: str, backbone: str, sizes: Sizes, repeats: int, report: Report, paths: list[str]) -> None:
     batch_size, steps = sizes.batch[backbone], sizes.steps[backbone]
     batch = torch.randint(0, 256, (batch_size, sizes.channels[backbone], sizes.image[backbone],
                                    sizes.image[backbone]), dtype=torch.uint8)
     labels = torch.randint(0, 10, (batch_size,))
     rates: dict[str, float] = {}
-    for path, (channels_last, compile) in PATHS.items():
+    for path in paths:
+        channels_last, compile = PATHS[path]
         module, optimizer = build(method, backbone, sizes, channels_last, compile)
         step = step_function(method, module, optimizer, batch, labels)
         started = time.perf_counter()
@@ -109,7 +110,7 @@ def measure(method: str, backbone: str, sizes: Sizes, repeats: int, report: Repo
             note = (f"break-even after {overhead / saving:,.0f} steps" if saving > 0 else "never pays (slower)")
             report.add(f"{key} first step", "s", [first], note=note)
         print(f"   {key}: {rates[path]:,.0f} img/s (first step {first:.1f} s)", flush=True)
-    for path in ("channels_last", "compile", "both"):
+    for path in (p for p in paths if p != "nchw"):
         report.add(f"{method}/{backbone} {path}/nchw", "x", [rates[path] / rates["nchw"]])
 
 
@@ -117,7 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--paths", default=",".join(PATHS), help="subset of " + ", ".join(PATHS))
     args = parser.parse_args(argv)
+    paths = [p for p in args.paths.split(",") if p]
+    if "nchw" not in paths or (unknown := sorted(set(paths) - set(PATHS))):
+        parser.error(f"--paths must include nchw and name only {', '.join(PATHS)}")
     methods = [m for m in args.methods.split(",") if m]
     backbones = [b for b in args.backbones.split(",") if b]
     if unknown := sorted(set(methods) - set(METHODS)) + sorted(set(backbones) - set(BACKBONES)):
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     report = Report("cpu_paths")
     for backbone in backbones:
         for method in methods:
-            measure(method, backbone, sizes, repeats, report)
+            measure(method, backbone, sizes, repeats, report, paths)
     report.finish(args.json, args.tiny)
 
 

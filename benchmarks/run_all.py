@@ -36,6 +36,8 @@ REGISTRY: tuple[Benchmark, ...] = (
     Benchmark("memory", threads=False),
     Benchmark("data_scale"),
     Benchmark("grid_time", opt_in="grid"),  # the 4 x 3 grid's wall time, ~30 min
+    Benchmark("cpu_paths", opt_in="cpu"),  # NCHW / channels_last / compile per method and backbone, ~15 min
+    Benchmark("threads", opt_in="cpu"),  # torch threads and OMP_WAIT_POLICY with 1 and 2 processes, ~5 min
 )
 
 

@@ -17,9 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 PRETEXT_METHODS = ("rotation", "rotation_jitter", "simclr")
 EXPECTED = {
     "pretext_throughput": [f"{method}/{backbone} {kind}" for method in PRETEXT_METHODS
-                           for backbone in ("compact", "resnet18") for kind in ("ours", "conventional",
-                                                                                 "ours/conventional")],
-    "data_overhead": [f"{method} {kind}" for method in (*PRETEXT_METHODS, "classifier")
+                           for backbone in ("compact", "resnet18")
+                           for kind in ("ours", "conventional", "ours/conventional", "ours channels_last",
+                                        "channels_last/nchw")],
+    "data_overhead": [f"{method}{path} {kind}" for method in (*PRETEXT_METHODS, "classifier")
+                      for path in ("", " (channels_last)")
                       for kind in ("real data path", "batch in memory", "real/in-memory")],
     "memory": ["cell max RSS", "cell wall time"],
     "data_scale": ["store build, 1 decode worker", "second cell: time to first step", "first cell: peak RssAnon",
@@ -89,7 +91,8 @@ def test_figure_statistics_and_verdicts():
 
 def test_run_all_selection_registry_and_opt_in():
     default = [b.name for b in run_all.selected(run_all.parse_args([]))]
-    assert default == ["pretext_throughput", "data_overhead", "memory"]
+    assert default == ["pretext_throughput", "data_overhead", "memory", "data_scale"]
+    assert {"cpu_paths", "threads"} <= {b.name for b in run_all.selected(run_all.parse_args(["--cpu"]))}
     assert "grid_time" in [b.name for b in run_all.selected(run_all.parse_args(["--grid"]))]
     assert [b.name for b in run_all.selected(run_all.parse_args(["--only", "memory"]))] == ["memory"]
 
@@ -128,3 +131,18 @@ def test_grid_time_tiny_measures_both_variants():
     for name in ("grid wall time (reuse)", "grid wall time (no reuse)", "pretext stage total (no reuse)"):
         assert name in result.stdout
     assert "4 cells ok" in result.stdout
+
+
+@pytest.mark.parametrize(("command", "figures"), [
+    (["benchmarks.cpu_paths", "--backbones", "compact", "--paths", "nchw,channels_last"],
+     [f"{m}/compact {k}" for m in ("rotation", "rotation_jitter", "simclr", "classifier")
+      for k in ("nchw", "channels_last", "channels_last/nchw")]),
+    (["benchmarks.threads"], ["alone, 2 threads: per process", "2 processes x 1 thread: total",
+                              "2 processes x 2 threads, PASSIVE: total"]),
+])
+def test_cpu_fast_path_benchmarks_print_their_figures(command, figures):
+    done = subprocess.run([sys.executable, "-m", *command, "--tiny", "--repeats", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for figure in figures:
+        assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}", done.stdout, re.MULTILINE), figure
