@@ -20,9 +20,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
-from ssl_lightning.methods.rotation import RotationPretext
-from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.encoder_state import load_encoder_weights
 from ssl_lightning.pretext_store import PretextStore, config_key
@@ -44,24 +43,21 @@ def pretext_key(settings: RunSettings, data_identity: dict) -> str:
     """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction)."""
     pretext = asdict(settings.pretext)
     pretext.pop("reuse")
-    if settings.method != "simclr":
-        pretext.pop("simclr")
-    if settings.method != "rotation" or not settings.rotation_jitter:
-        pretext.pop("rotation_jitter_strength")
+    pretext.pop("params")
+    assert settings.method is not None and settings.pretext.params is not None
     world = {"devices": settings.trainer.devices, "num_nodes": settings.trainer.num_nodes,
              "precision": settings.trainer.precision}
     return config_key({
-        "method": settings.method, "jitter": settings.rotation_jitter, "data": data_identity,
+        "method": settings.method, "hparams": settings.pretext.params.identity(), "data": data_identity,
         "backbone": asdict(settings.backbone), "pretext": pretext, "seed": settings.seed, "world": world,
     })
 
 
 def build_method(settings: RunSettings, encoder: Encoder) -> PretextMethod:
+    """The registered method's module, built from its typed hyper-parameters."""
+    assert settings.method is not None, "the supervised experiment has no pretext stage"
     pretext = settings.pretext
-    if settings.method == "rotation":
-        return RotationPretext(encoder, pretext.optim, pretext.epochs, jitter=settings.rotation_jitter,
-                               jitter_strength=pretext.rotation_jitter_strength)
-    return SimCLRPretext(encoder, pretext.optim, pretext.epochs, **pretext.simclr)
+    return registry.get(settings.method).build(encoder, pretext.optim, pretext.epochs, pretext.params)
 
 
 def _several_processes(settings: RunSettings) -> bool:
