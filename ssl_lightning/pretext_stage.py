@@ -87,7 +87,7 @@ def _copy_events(source: Path, target: Path) -> None:
 
 
 def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray,
-                val: np.ndarray, key: str, tb_dir: Path) -> PretextOutcome:
+                val: np.ndarray, key: str, tb_dir: Path, val_labels: torch.Tensor | None = None) -> PretextOutcome:
     """Load the encoder weights from the store, or train them (resuming a killed run) and store them."""
     store = PretextStore(settings.cache_dir / "pretext")
     started = time.perf_counter()
@@ -109,7 +109,7 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
                      meta.get("epochs"))
             return PretextOutcome(key, True, int(meta.get("epochs", 0)), time.perf_counter() - started)
         log.info("training pretext stage %s (%s) for %d epoch(s)", key, settings.experiment, settings.pretext.epochs)
-        _train(settings, encoder, images, pool, val, entry.partial_dir)
+        _train(settings, encoder, images, pool, val, entry.partial_dir, val_labels)
         if is_global_zero():
             meta = {"method": settings.method, "experiment": settings.experiment, "epochs": settings.pretext.epochs,
                     "backbone": encoder.name, "in_channels": encoder.in_channels}
@@ -123,12 +123,13 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
 
 
 def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray, val: np.ndarray,
-           partial_dir: Path) -> None:
+           partial_dir: Path, val_labels: torch.Tensor | None = None) -> None:
     """Train in the store's working folder (checkpoints and events survive a kill; a rerun resumes)."""
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     module = prepare_module(build_method(settings, encoder), settings.trainer)
     data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.data.eval_batch_size,
-                             settings.data.num_workers, settings.data.pin_memory, seed=settings.seed)
+                             settings.data.num_workers, settings.data.pin_memory, seed=settings.seed,
+                             val_labels=val_labels)
     last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext", [last],
