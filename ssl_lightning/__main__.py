@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ssl_lightning import sweep_status
-from ssl_lightning.cli_checks import check_group_choices
+from ssl_lightning.cli_checks import check_group_choices, route_method_overrides
 from ssl_lightning.cli_errors import exit_with_user_error
 from ssl_lightning.errors import UserError
 
@@ -59,6 +59,7 @@ def _with_default_profile(argv: list[str]) -> list[str]:
 def entry() -> None:
     try:
         check_group_choices(sys.argv[1:], Path(CONFIG_DIR))
+        sys.argv = [sys.argv[0], *route_method_overrides(sys.argv[1:], Path(CONFIG_DIR))]
     except UserError as error:
         exit_with_user_error(error, None)
     sys.argv = _with_default_profile(sys.argv)
