@@ -15,11 +15,29 @@ from torch import nn
 
 from ssl_lightning.data.augment import standardize
 from ssl_lightning.methods.base import PretextMethod
-from ssl_lightning.methods.losses import barlow_twins_loss, matching_accuracy
+from ssl_lightning.methods.losses import Gather, matching_accuracy
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodSpec, positive, register
 from ssl_lightning.methods.views import ViewParams, two_views, view_settings
 from ssl_lightning.models.backbones import Encoder
+
+
+def _batch_normalise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """nn.BatchNorm1d(affine=False) in training mode: zero mean, unit (biased) variance along the batch."""
+    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float, gather: Gather | None = None) -> torch.Tensor:
+    """Barlow Twins (Zbontar et al. 2021): push the cross-correlation of the batch-normalised embeddings of the two
+    views to the identity; off-diagonal terms weighted by `lambd`. With `gather` (all processes' rows, with
+    gradients) the statistics and the correlation are those of the global batch."""
+    if gather is not None:
+        z1, z2 = gather(z1), gather(z2)
+    correlation = _batch_normalise(z1).T @ _batch_normalise(z2) / len(z1)
+    diagonal = torch.diagonal(correlation)
+    on_diagonal = (diagonal - 1).pow(2).sum()
+    off_diagonal = correlation.pow(2).sum() - diagonal.pow(2).sum()
+    return on_diagonal + lambd * off_diagonal
 
 
 @dataclass(frozen=True)

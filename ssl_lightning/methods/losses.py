@@ -61,24 +61,6 @@ def moco_loss(queries: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor,
     return F.cross_entropy(logits, labels), (logits.argmax(dim=1) == 0).float().mean()
 
 
-def _batch_normalise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """nn.BatchNorm1d(affine=False) in training mode: zero mean, unit (biased) variance along the batch."""
-    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
-
-
-def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float, gather: Gather | None = None) -> torch.Tensor:
-    """Barlow Twins (Zbontar et al. 2021): push the cross-correlation of the batch-normalised embeddings of the two
-    views to the identity; off-diagonal terms weighted by `lambd`. With `gather` (all processes' rows, with
-    gradients) the statistics and the correlation are those of the global batch."""
-    if gather is not None:
-        z1, z2 = gather(z1), gather(z2)
-    correlation = _batch_normalise(z1).T @ _batch_normalise(z2) / len(z1)
-    diagonal = torch.diagonal(correlation)
-    on_diagonal = (diagonal - 1).pow(2).sum()
-    off_diagonal = correlation.pow(2).sum() - diagonal.pow(2).sum()
-    return on_diagonal + lambd * off_diagonal
-
-
 def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor,
               student_temperature: float, teacher_temperature: float) -> torch.Tensor:
     """DINO (Caron et al. 2021): cross-entropy between the centred, sharpened teacher distribution of each global
