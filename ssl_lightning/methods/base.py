@@ -44,6 +44,7 @@ class PretextMethod(pl.LightningModule):
         self.epochs = epochs
         self._val_features: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self.total_steps = 1  # optimizer steps of the whole fit, known once training starts (EMA schedules)
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -110,6 +111,9 @@ class PretextMethod(pl.LightningModule):
         self.log("pretext/val_rankme", rankme(all_features), sync_dist=True)
         if all_labels is not None and len(all_labels) > 1:
             self.log("pretext/val_knn_acc", knn_leave_one_out_accuracy(all_features, all_labels), sync_dist=True)
+
+    def on_train_start(self) -> None:
+        self.total_steps = max(1, int(self.trainer.estimated_stepping_batches))
 
     def on_train_epoch_start(self) -> None:
         self.log("pretext/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)

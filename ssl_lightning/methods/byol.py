@@ -60,8 +60,7 @@ class BYOLPretext(PretextMethod):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """EMA of the target after the optimizer step; tau follows the cosine schedule over all steps."""
-        self.momentum = cosine_momentum(self.params.base_momentum, self.global_step,
-                                        int(self.trainer.estimated_stepping_batches))
+        self.momentum = cosine_momentum(self.params.base_momentum, self.global_step, self.total_steps)
         pairs: list[tuple[nn.Module, nn.Module]] = [(self.target_encoder, self.encoder),
                                                     (self.target_projector, self.projector)]
         for target, online in pairs:

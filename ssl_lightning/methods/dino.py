@@ -92,10 +92,6 @@ class DINOPretext(PretextMethod):
         self.momentum = params.base_momentum
         self._pending_center: torch.Tensor | None = None
 
-    def _total_steps(self) -> int:
-        trainer = self._trainer
-        return int(trainer.estimated_stepping_batches) if trainer is not None else 1
-
     def crops(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """2 global crops (blur p 1.0 / 0.1, solarisation p 0 / 0.2) and the local crops (blur p 0.5)."""
         p, size = self.params, images.shape[-1]
@@ -118,7 +114,7 @@ class DINOPretext(PretextMethod):
         with torch.no_grad():
             teacher_out = self.teacher_head(self.teacher_encoder(globals_))
         teacher = list(teacher_out.split(batch))
-        temperature = teacher_temperature(self.params, self.global_step, self._total_steps())
+        temperature = teacher_temperature(self.params, self.global_step, self.total_steps)
         loss = dino_loss(student, teacher, self.center, self.params.student_temperature, temperature)
         if self.training:
             self._pending_center = teacher_out.mean(dim=0, keepdim=True)
@@ -135,7 +131,7 @@ class DINOPretext(PretextMethod):
         self.center.mul_(momentum).add_(batch_center, alpha=1 - momentum)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self.momentum = cosine_momentum(self.params.base_momentum, self.global_step, self._total_steps())
+        self.momentum = cosine_momentum(self.params.base_momentum, self.global_step, self.total_steps)
         ema_update(self.teacher_encoder, self.encoder, self.momentum)
         ema_update(self.teacher_head, self.head, self.momentum)
         if self._pending_center is not None:

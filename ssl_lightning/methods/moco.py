@@ -79,8 +79,7 @@ class MoCoPretext(PretextMethod):
         self.queue_position.copy_((self.queue_position + len(keys)) % size)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self.momentum = cosine_momentum(self.params.base_momentum, self.global_step,
-                                        int(self.trainer.estimated_stepping_batches))
+        self.momentum = cosine_momentum(self.params.base_momentum, self.global_step, self.total_steps)
         ema_update(self.key_encoder, self.encoder, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)
         if self._pending_keys is not None:
