@@ -16,15 +16,15 @@ import torch
 
 from benchmarks.common import Report, apply_threads, base_parser, print_machine, repeats_from, timed
 from ssl_lightning.data.augment import random_shift_flip, to_unit_float
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.rotation import RotationPretext
-from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 from ssl_lightning.trainer_factory import prepare_module
 
-METHODS = ("rotation", "rotation_jitter", "simclr", "classifier")
+METHODS = (*registry.methods(), "classifier")  # every registered pretext method, then the downstream classifier
+DEFAULT_METHODS = ("rotation", "rotation_jitter", "simclr", "classifier")  # the original study's
 BACKBONES = ("compact", "resnet18")
 PATHS = {"nchw": (False, False), "channels_last": (True, False), "compile": (False, True), "both": (True, True)}
 
@@ -55,10 +55,9 @@ def build(method: str, backbone: str, sizes: Sizes, channels_last: bool, compile
     encoder = build_encoder(config, sizes.channels[backbone], sizes.image[backbone])
     if method == "classifier":
         module: torch.nn.Module = Classifier(encoder, 10, OptimConfig(), epochs=1)
-    elif method == "simclr":
-        module = SimCLRPretext(encoder, OptimConfig(), epochs=1)
     else:
-        module = RotationPretext(encoder, OptimConfig(), epochs=1, jitter=method == "rotation_jitter")
+        spec = registry.get(method)  # the method's default hyper-parameters (those of its experiment file)
+        module = spec.build(encoder, OptimConfig(), 1, spec.params())
     module = prepare_module(module, _Flags(channels_last, compile)).train()
     optimizer = module.configure_optimizers()["optimizer"]
     return module, optimizer
@@ -116,7 +115,7 @@ def measure(method: str, backbone: str, sizes: Sizes, repeats: int, report: Repo
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="subset of " + ", ".join(METHODS))
     parser.add_argument("--backbones", default=",".join(BACKBONES))
     parser.add_argument("--paths", default=",".join(PATHS), help="subset of " + ", ".join(PATHS))
     args = parser.parse_args(argv)

@@ -34,10 +34,9 @@ from ssl_lightning.data import DataConfig, ImageSet, load_dataset
 from ssl_lightning.data.datamodules import DownstreamDataModule, PretextDataModule
 from ssl_lightning.data.fractions import make_label_split
 from ssl_lightning.errors import UserError
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.rotation import RotationPretext
-from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 
 METHODS = ("rotation", "rotation_jitter", "simclr", "classifier")
@@ -113,10 +112,8 @@ def build(method: str, images: ImageSet, sizes: Sizes) -> tuple[pl.LightningModu
         data = DownstreamDataModule(images.train_images, images.train_labels, split.labeled, split.val,
                                     images.test_images, images.test_labels, sizes.downstream_batch, 512)
         return module, data
-    if method == "simclr":
-        module = SimCLRPretext(encoder, OptimConfig(), epochs=2)
-    else:
-        module = RotationPretext(encoder, OptimConfig(), epochs=2, jitter=method == "rotation_jitter")
+    spec = registry.get(method)  # the method's default hyper-parameters (those of its experiment file)
+    module = spec.build(encoder, OptimConfig(), 2, spec.params())
     return module, PretextDataModule(images.train_images, split.pool, split.val, sizes.pretext_batch, 512)
 
 

@@ -34,10 +34,9 @@ from ssl_lightning.data import DataConfig, load_dataset
 from ssl_lightning.data.augment import simclr_view, to_unit_float
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.errors import UserError
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.rotation import RotationPretext
-from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 
 METHODS = ("rotation", "rotation_jitter", "simclr")
@@ -118,10 +117,8 @@ def build_module(method: str, setting: Setting, device: torch.device) -> Pretext
     torch.manual_seed(0)
     channels, size = int(setting.images.shape[1]), int(setting.images.shape[-1])
     encoder = build_encoder(setting.backbone, channels, size)
-    if method == "simclr":
-        module: PretextMethod = SimCLRPretext(encoder, OptimConfig(), epochs=1)
-    else:
-        module = RotationPretext(encoder, OptimConfig(), epochs=1, jitter=method == "rotation_jitter")
+    spec = registry.get(method)  # the method's default hyper-parameters (those of its experiment file)
+    module: PretextMethod = spec.build(encoder, OptimConfig(), 1, spec.params())
     return module.to(device).train()
 
 
@@ -198,7 +195,7 @@ def measure_method(method: str, setting: Setting, device: torch.device, sizes: S
     report.add(f"{key} channels_last/nchw", "x", [f / o for f, o in zip(fast, ours, strict=True)], fast_target)
 
 
-def kornia_view(channels: int, size: int, module: SimCLRPretext):
+def kornia_view(channels: int, size: int, module):
     """kornia.augmentation's batched equivalent of one SimCLR view (crop+flip, jitter p=0.8, grayscale)."""
     import kornia.augmentation as K
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from ssl_lightning import sweep_status
 from ssl_lightning.cell_threads import parallel_jobs, share_cores
-from ssl_lightning.cli_checks import check_group_choices, group_options
+from ssl_lightning.cli_checks import check_group_choices, group_options, route_method_overrides
 from ssl_lightning.cli_errors import exit_with_user_error
 from ssl_lightning.errors import UserError
 from ssl_lightning.unknown_keys import check_known_keys
@@ -64,6 +64,7 @@ def _with_default_profile(argv: list[str]) -> list[str]:
 def entry() -> None:
     try:
         check_group_choices(sys.argv[1:], Path(CONFIG_DIR))
+        sys.argv = [sys.argv[0], *route_method_overrides(sys.argv[1:], Path(CONFIG_DIR))]
         sys.argv = _with_default_profile(sys.argv)
         check_known_keys(sys.argv[1:], Path(CONFIG_DIR), set(group_options(Path(CONFIG_DIR))))
     except UserError as error:

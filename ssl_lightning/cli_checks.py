@@ -33,3 +33,47 @@ def check_group_choices(argv: list[str], config_dir: Path) -> None:
             if value not in groups[group] and value != "null":
                 plus = "+" if group == "experiment" else ""
                 raise UserError(f"unknown {group} {value!r}; valid: {', '.join(groups[group])} ({plus}{group}=<name>)")
+
+
+_VALUE_OVERRIDE = re.compile(r"^(?P<section>[a-z_]+)\.(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$")
+
+
+def method_sections(config_dir: Path) -> dict[str, set[str]]:
+    """Experiment name -> the method hyper-parameter sections its file holds (e.g. simclr -> {'simclr'})."""
+    from omegaconf import OmegaConf
+
+    sections = {}
+    for path in sorted((config_dir / "experiment").glob("*.yaml")):
+        loaded = OmegaConf.to_container(OmegaConf.load(path))
+        sections[path.stem] = {key for key, value in (loaded or {}).items()
+                               if key not in ("experiment", "defaults") and isinstance(value, dict)}
+    return sections
+
+
+def route_method_overrides(argv: list[str], config_dir: Path) -> list[str]:
+    """`simclr.temperature=0.2` lives in conf/experiment/simclr.yaml, not in every composed config: in a sweep over
+    several experiments it becomes `++simclr.temperature=0.2` (added where absent, ignored by the other methods,
+    which hash only their own section into the store key); unknown keys then get our one-line error from the
+    method's typed parameters. A section that none of the chosen experiments uses is an error."""
+    sections = method_sections(config_dir)
+    chosen: list[str] = []
+    for arg in argv:
+        match = _GROUP_OVERRIDE.match(arg)
+        if match and match["group"] == "experiment":
+            chosen = [v.strip() for v in match["value"].split(",") if v.strip()]
+    every_section = set().union(*sections.values()) if sections else set()
+    if not chosen:
+        return argv
+    routed = []
+    for arg in argv:
+        match = _VALUE_OVERRIDE.match(arg)
+        if not match or match["section"] not in every_section:
+            routed.append(arg)
+            continue
+        users = [name for name in chosen if match["section"] in sections.get(name, set())]
+        if not users:
+            owners = sorted(name for name, held in sections.items() if match["section"] in held)
+            raise UserError(f"{match['section']}.{match['key']} is a hyper-parameter of +experiment="
+                            f"{','.join(owners)}, not of {','.join(chosen)}; drop it or choose that experiment")
+        routed.append(f"++{arg}")
+    return routed

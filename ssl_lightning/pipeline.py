@@ -137,7 +137,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
                         "init": init_identity(settings.backbone.init)}
             key = pretext_key(settings, identity)
             outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
-                                  cell.pretext.val_indices, key, tb_dir)
+                                  cell.pretext.val_indices, key, tb_dir,
+                                  val_labels=images.train_labels)  # pretext val = part of the labelled pool
             results.update(pretext_key=key, pretext_reused=outcome.reused)
             results["seconds"]["pretext"] = round(outcome.seconds, 2)
             results["epochs"]["pretext"] = outcome.epochs

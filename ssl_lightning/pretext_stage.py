@@ -21,9 +21,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.export_card import card_fields
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
-from ssl_lightning.methods.rotation import RotationPretext
-from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.encoder_state import load_encoder_weights
 from ssl_lightning.pretext_store import PretextStore, config_key
@@ -45,24 +44,21 @@ def pretext_key(settings: RunSettings, data_identity: dict) -> str:
     """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction)."""
     pretext = asdict(settings.pretext)
     pretext.pop("reuse")
-    if settings.method != "simclr":
-        pretext.pop("simclr")
-    if settings.method != "rotation" or not settings.rotation_jitter:
-        pretext.pop("rotation_jitter_strength")
+    pretext.pop("params")
+    assert settings.method is not None and settings.pretext.params is not None
     world = {"devices": settings.trainer.devices, "num_nodes": settings.trainer.num_nodes,
              "precision": settings.trainer.precision}
     return config_key({
-        "method": settings.method, "jitter": settings.rotation_jitter, "data": data_identity,
+        "method": settings.method, "hparams": settings.pretext.params.identity(), "data": data_identity,
         "backbone": asdict(settings.backbone), "pretext": pretext, "seed": settings.seed, "world": world,
     })
 
 
 def build_method(settings: RunSettings, encoder: Encoder) -> PretextMethod:
+    """The registered method's module, built from its typed hyper-parameters."""
+    assert settings.method is not None, "the supervised experiment has no pretext stage"
     pretext = settings.pretext
-    if settings.method == "rotation":
-        return RotationPretext(encoder, pretext.optim, pretext.epochs, jitter=settings.rotation_jitter,
-                               jitter_strength=pretext.rotation_jitter_strength)
-    return SimCLRPretext(encoder, pretext.optim, pretext.epochs, **pretext.simclr)
+    return registry.get(settings.method).build(encoder, pretext.optim, pretext.epochs, pretext.params)
 
 
 def _several_processes(settings: RunSettings) -> bool:
@@ -92,7 +88,7 @@ def _copy_events(source: Path, target: Path) -> None:
 
 
 def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray,
-                val: np.ndarray, key: str, tb_dir: Path) -> PretextOutcome:
+                val: np.ndarray, key: str, tb_dir: Path, val_labels: torch.Tensor | None = None) -> PretextOutcome:
     """Load the encoder weights from the store, or train them (resuming a killed run) and store them."""
     store = PretextStore(settings.cache_dir / "pretext")
     started = time.perf_counter()
@@ -114,7 +110,7 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
                      meta.get("epochs"))
             return PretextOutcome(key, True, int(meta.get("epochs", 0)), time.perf_counter() - started)
         log.info("training pretext stage %s (%s) for %d epoch(s)", key, settings.experiment, settings.pretext.epochs)
-        _train(settings, encoder, images, pool, val, entry.partial_dir)
+        _train(settings, encoder, images, pool, val, entry.partial_dir, val_labels)
         if is_global_zero():
             meta = {"method": settings.method, "experiment": settings.experiment, "epochs": settings.pretext.epochs,
                     "backbone": encoder.name, "in_channels": encoder.in_channels,
@@ -129,13 +125,14 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
 
 
 def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray, val: np.ndarray,
-           partial_dir: Path) -> None:
+           partial_dir: Path, val_labels: torch.Tensor | None = None) -> None:
     """Train in the store's working folder (checkpoints and events survive a kill; a rerun resumes)."""
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     module = prepare_module(build_method(settings, encoder), settings.trainer)
     # Validation at the training batch size: a contrastive accuracy depends on the number of candidates per batch.
     data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.pretext.batch_size,
-                             settings.data.num_workers, settings.data.pin_memory, seed=settings.seed)
+                             settings.data.num_workers, settings.data.pin_memory, seed=settings.seed,
+                             val_labels=val_labels)
     last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext", [last],

@@ -13,18 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
+from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.models.backbones import BackboneConfig
 from ssl_lightning.validation import check_values
 
-# experiment -> (pretext method, colour jitter on the rotated copies)
-EXPERIMENTS: dict[str, tuple[str | None, bool]] = {
-    "rotation": ("rotation", False),
-    "rotation_jitter": ("rotation", True),
-    "simclr": ("simclr", False),
-    "supervised": (None, False),
-}
 HEADS = ("linear", "mlp")
 
 
@@ -54,8 +49,7 @@ class PretextSettings:
     reuse: bool
     limit_train_batches: float
     limit_val_batches: float
-    rotation_jitter_strength: float
-    simclr: dict[str, Any]
+    params: MethodParams | None  # the chosen method's typed hyper-parameters (its own config section)
 
 
 @dataclass(frozen=True)
@@ -92,8 +86,7 @@ class TrainerSettings:
 @dataclass(frozen=True)
 class RunSettings:
     experiment: str
-    method: str | None
-    rotation_jitter: bool
+    method: str | None  # the registered pretext method (= the experiment name); None for supervised
     seed: int
     data: DataConfig
     backbone: BackboneConfig
@@ -105,12 +98,12 @@ class RunSettings:
     pretext_data: dict[str, dict[str, Any]]
 
 
-def _pretext(values: dict[str, Any], rotation: dict[str, Any], simclr: dict[str, Any]) -> PretextSettings:
+def _pretext(values: dict[str, Any], params: MethodParams | None) -> PretextSettings:
     return PretextSettings(
         epochs=int(values["epochs"]), batch_size=int(values["batch_size"]), optim=_optim(values, "pretext"),
         reuse=bool(values.get("reuse", True)), limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
-        rotation_jitter_strength=float(rotation.get("jitter_strength", 0.5)), simclr=dict(simclr),
+        params=params,
     )
 
 
@@ -169,14 +162,15 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     experiment = cfg.get("experiment")
     if experiment is None:
         raise UserError(
-            f"no experiment chosen; add +experiment=<name> with one of: {', '.join(EXPERIMENTS)} "
+            f"no experiment chosen; add +experiment=<name> with one of: {', '.join(registry.experiments())} "
             "(e.g. python -m ssl_lightning +experiment=simclr data.fraction=0.25)"
         )
-    if experiment not in EXPERIMENTS:
-        raise UserError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)} (+experiment=<name>)")
-    method, jitter = EXPERIMENTS[experiment]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
+    method, params = None, None
+    if experiment != registry.SUPERVISED:
+        spec = registry.get(experiment)  # UserError listing the registered experiments
+        method, params = spec.name, spec.parse(resolved.get(spec.section))
     data_values = dict(resolved["data"])
     data_values.setdefault("image_cache", str(Path(resolved["paths"]["cache"]).expanduser().resolve() / "images"))
     data = DataConfig.from_mapping(data_values)
@@ -185,9 +179,8 @@ def _from_config(cfg: DictConfig) -> RunSettings:
         if int(resolved[stage]["epochs"]) < 1:
             raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")
     return RunSettings(
-        experiment=experiment, method=method, rotation_jitter=jitter, seed=int(resolved["seed"]), data=data,
-        backbone=backbone,
-        pretext=_pretext(resolved["pretext"], resolved.get("rotation", {}), resolved.get("simclr", {})),
+        experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
+        pretext=_pretext(resolved["pretext"], params),
         downstream=_downstream(resolved["downstream"]),
         trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
         cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,

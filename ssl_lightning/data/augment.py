@@ -130,8 +130,54 @@ def random_grayscale(images: torch.Tensor, p: float) -> torch.Tensor:
     return apply * _gray(images).expand_as(images) + (1 - apply) * images
 
 
-def simclr_view(images: torch.Tensor, strength: float, crop_min_scale: float, grayscale_p: float) -> torch.Tensor:
-    """One SimCLR view: crop + flip, colour jitter of strength s with p=0.8, grayscale p=0.2 (no blur)."""
-    view = random_resized_crop(images, scale=(crop_min_scale, 1.0))
+def gaussian_blur(images: torch.Tensor, p: float, sigma: tuple[float, float] = (0.1, 2.0),
+                  kernel_fraction: float = 0.1) -> torch.Tensor:
+    """Gaussian blur with its own sigma per image (BYOL/MoCo/DINO recipe), applied with probability p.
+
+    The kernel spans `kernel_fraction` of the image side (the papers: 23 px at 224 px), odd and at least 3 px;
+    sigma is drawn from `sigma` in units of 224-px pixels and scaled with the image, so a 28 px image is blurred
+    as much, relative to its size, as an ImageNet crop. One grouped separable convolution for the whole batch.
+    """
+    if p <= 0:
+        return images
+    batch, height, width = images.shape[0], images.shape[2], images.shape[3]
+    size = max(3, int(round(kernel_fraction * min(height, width))) // 2 * 2 + 1)
+    sigmas = _uniform((batch,), *sigma, images) * (min(height, width) / 224.0)
+    apply = (torch.rand(batch, 1, 1, 1, device=images.device) < p).to(images.dtype)
+    return apply * blur_with_sigmas(images, sigmas, size) + (1 - apply) * images
+
+
+def blur_with_sigmas(images: torch.Tensor, sigmas: torch.Tensor, size: int) -> torch.Tensor:
+    """Blur image i with a `size`-tap Gaussian of std `sigmas[i]` (pixels), reflect padding, like torchvision."""
+    batch, channels, height, width = images.shape
+    offsets = torch.arange(size, device=images.device, dtype=images.dtype) - size // 2
+    kernel = torch.exp(-(offsets[None, :] ** 2) / (2 * sigmas[:, None].clamp(min=1e-3) ** 2))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)  # B*C x K
+    flat = images.reshape(1, batch * channels, height, width)
+    pad, groups = size // 2, batch * channels
+    flat = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=groups)
+    flat = F.conv2d(F.pad(flat, (0, 0, pad, pad), mode="reflect"), kernel[:, None, :, None], groups=groups)
+    return flat.reshape(batch, channels, height, width)
+
+
+def solarize(images: torch.Tensor, p: float, threshold: float = 0.5) -> torch.Tensor:
+    """Invert the pixels at or above `threshold` (PIL's solarize at 128/255), per image with probability p."""
+    if p <= 0:
+        return images
+    apply = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < p
+    return torch.where(apply & (images >= threshold), 1.0 - images, images)
+
+
+def simclr_view(images: torch.Tensor, strength: float, crop_min_scale: float, grayscale_p: float,
+                blur_p: float = 0.0, solarize_p: float = 0.0, crop_max_scale: float = 1.0,
+                out_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """One SimCLR view: crop + flip, colour jitter of strength s with p=0.8, grayscale p=0.2 (no blur).
+
+    BYOL, MoCo v2, Barlow Twins and DINO add Gaussian blur (`blur_p`) and solarisation (`solarize_p`); DINO's
+    local crops use a smaller `crop_max_scale` and `out_size`.
+    """
+    view = random_resized_crop(images, scale=(crop_min_scale, crop_max_scale), out_size=out_size)
     view = color_jitter(view, 0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength, p=0.8)
-    return random_grayscale(view, grayscale_p)
+    view = random_grayscale(view, grayscale_p)
+    view = gaussian_blur(view, blur_p)
+    return solarize(view, solarize_p)

@@ -36,14 +36,18 @@ class _IndexedDataModule(pl.LightningDataModule):
 
 
 class PretextDataModule(_IndexedDataModule):
-    """Unlabelled images: `train_indices` for training, `val_indices` for the pretext validation curves."""
+    """Unlabelled images: `train_indices` for training, `val_indices` for the pretext validation curves.
+
+    `val_labels` (labels of the rows of `images`, where the validation split is carved from a labelled pool)
+    makes validation batches (images, labels) for the k-NN monitor; training batches never carry labels.
+    """
 
     def __init__(self, images: torch.Tensor, train_indices: np.ndarray, val_indices: np.ndarray,
                  batch_size: int, eval_batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, val_labels: torch.Tensor | None = None):
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
         self.train_set = IndexedImages(images, None, train_indices)
-        self.val_set = IndexedImages(images, None, val_indices)
+        self.val_set = IndexedImages(images, val_labels, val_indices)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -6,6 +6,8 @@ experiment, where each rotated copy also gets its own colour jitter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,7 @@ from torch import nn
 from ssl_lightning.data.augment import color_jitter, rotate_all_four, standardize
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.optim import OptimConfig
+from ssl_lightning.methods.registry import MethodParams, MethodSpec, register, require
 from ssl_lightning.models.backbones import Encoder
 
 
@@ -33,3 +36,36 @@ class RotationPretext(PretextMethod):
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
         return loss, accuracy
+
+
+@dataclass(frozen=True)
+class RotationParams(MethodParams):
+    """`rotation:` section of rotation_jitter (conf/experiment/rotation_jitter.yaml)."""
+
+    jitter_strength: float = 0.5
+
+    def validate(self) -> None:
+        require(self.jitter_strength >= 0, "jitter_strength", self.jitter_strength, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class PlainRotationParams(RotationParams):
+    """Plain rotation reads the same section but uses none of it: nothing enters its store key."""
+
+    def identity(self) -> dict:
+        return {}
+
+
+def build_rotation(encoder: Encoder, optim: OptimConfig, epochs: int, params: RotationParams) -> RotationPretext:
+    return RotationPretext(encoder, optim, epochs, jitter=False)
+
+
+def build_rotation_jitter(encoder: Encoder, optim: OptimConfig, epochs: int,
+                          params: RotationParams) -> RotationPretext:
+    return RotationPretext(encoder, optim, epochs, jitter=True, jitter_strength=params.jitter_strength)
+
+
+_REFERENCE = "Gidaris et al., ICLR 2018 (RotNet)"
+register(MethodSpec("rotation", "Rotation", "rotation", PlainRotationParams, build_rotation, 0, _REFERENCE))
+register(MethodSpec("rotation_jitter", "Rotation+Jitter", "rotation", RotationParams, build_rotation_jitter, 1,
+                    _REFERENCE))

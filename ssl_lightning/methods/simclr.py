@@ -6,12 +6,15 @@ against the global batch.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 
 from ssl_lightning.data.augment import simclr_view, standardize
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import nt_xent
 from ssl_lightning.methods.optim import OptimConfig
+from ssl_lightning.methods.registry import MethodParams, MethodSpec, positive, probability, register, require
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import mlp
 
@@ -42,3 +45,28 @@ class SimCLRPretext(PretextMethod):
         gather = self._gather if distributed else None
         rank = trainer.global_rank if distributed else 0
         return nt_xent(z1, z2, self.temperature, gather=gather, rank=rank)
+
+
+@dataclass(frozen=True)
+class SimCLRParams(MethodParams):
+    """`simclr:` section (conf/experiment/simclr.yaml)."""
+
+    temperature: float = 0.5
+    proj_dim: int = 64
+    proj_hidden_dim: int = 256
+    jitter_strength: float = 0.5
+    crop_min_scale: float = 0.08
+    grayscale_p: float = 0.2
+
+    def validate(self) -> None:
+        positive(self, "temperature", "proj_dim", "proj_hidden_dim")
+        probability(self, "grayscale_p")
+        require(self.jitter_strength >= 0, "jitter_strength", self.jitter_strength, "must be >= 0")
+        require(0 < self.crop_min_scale <= 1, "crop_min_scale", self.crop_min_scale, "must be in (0, 1]")
+
+
+def build(encoder: Encoder, optim: OptimConfig, epochs: int, params: SimCLRParams) -> SimCLRPretext:
+    return SimCLRPretext(encoder, optim, epochs, **asdict(params))
+
+
+register(MethodSpec("simclr", "SimCLR", "simclr", SimCLRParams, build, 2, "Chen et al., ICML 2020"))

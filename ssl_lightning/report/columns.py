@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-METHODS = ("rotation", "rotation_jitter", "simclr", "supervised")
-DISPLAY = {"rotation": "Rotation", "rotation_jitter": "Rotation+Jitter", "simclr": "SimCLR",
-           "supervised": "Supervised"}
+from ssl_lightning.methods import registry
+
+METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
+DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised"}
 RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a linear probe: nothing was trained before
 _DEFAULT_PRETEXT = {"", "target", "default", "same"}
 _DEFAULT_INIT = {"", "random", "none", "scratch"}

@@ -23,6 +23,12 @@ PANELS = (
     ("Downstream accuracy", "downstream", "downstream/train_acc", "downstream/val_acc", True),
 )
 
+# The label-free-comparable monitors (validation only), drawn in extra panels when any run logged them.
+MONITOR_PANELS = (
+    ("Pretext k-NN accuracy (val, k=20, monitor only)", "pretext", None, "pretext/val_knn_acc", True),
+    ("Pretext RankMe (val, effective rank)", "pretext", None, "pretext/val_rankme", False),
+)
+
 STYLES = {"train": ("-", "o"), "val": ("--", "x")}  # line style and marker (a one-epoch curve is a single point)
 
 
@@ -50,9 +56,22 @@ class _CurveCache:
         return self._scalars[folder]
 
 
+def _panels(cells: list[Cell], cache: _CurveCache) -> tuple:
+    """The study's four panels plus each monitor panel that some run of these cells logged."""
+    runs = [run for cell in cells for run in cell.ok_runs]
+    present = [panel for panel in MONITOR_PANELS
+               if any(panel[3] in cache.scalars(run.run_dir / "tb" / panel[1]) for run in runs)]
+    return (*PANELS, *present)
+
+
 def _curves_figure(cells: list[Cell], title: str, colours: dict[str, str], cache: _CurveCache, path: Path) -> None:
-    figure = Figure(figsize=(12, 9), layout="constrained")
-    axes = figure.subplots(2, 2).ravel()
+    panels = _panels(cells, cache)
+    columns = 2 if len(panels) == 4 else 3
+    figure = Figure(figsize=(6 * columns, 9), layout="constrained")
+    all_axes = figure.subplots(2, columns).ravel()
+    axes = all_axes[: len(panels)]
+    for unused in all_axes[len(panels):]:
+        unused.set_visible(False)
     handles = []
     for cell in cells:
         runs = cell.ok_runs
@@ -60,17 +79,17 @@ def _curves_figure(cells: list[Cell], title: str, colours: dict[str, str], cache
             continue
         colour = colours[cell.label]
         handles.append(Line2D([], [], color=colour, label=f"{cell.label} (mean of {len(runs)} seed(s))"))
-        for ax, (_, stage, train_tag, val_tag, percent) in zip(axes, PANELS, strict=True):
+        for ax, (_, stage, train_tag, val_tag, percent) in zip(axes, panels, strict=True):
             scalars = [cache.scalars(run.run_dir / "tb" / stage) for run in runs]
             for tag, (style, marker) in ((train_tag, STYLES["train"]), (val_tag, STYLES["val"])):
-                xs, ys = mean_curve([s[tag] for s in scalars if tag in s])
+                xs, ys = mean_curve([s[tag] for s in scalars if tag in s]) if tag else ([], [])
                 if xs:
                     scale = 100.0 if percent else 1.0
                     ax.plot(xs, [scale * y for y in ys], linestyle=style, marker=marker, color=colour)
-    for ax, (name, _, _, _, percent) in zip(axes, PANELS, strict=True):
+    for ax, (name, _, _, val_tag, percent) in zip(axes, panels, strict=True):
         ax.set_title(name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%)" if percent else "loss")
+        ax.set_ylabel("accuracy (%)" if percent else "effective rank" if "rankme" in val_tag else "loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if not ax.lines:

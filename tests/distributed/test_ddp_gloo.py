@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssl_lightning.methods.barlow_twins import barlow_twins_loss
 from ssl_lightning.methods.losses import nt_xent
 from tests.distributed import workers
 from tests.distributed.spawning import free_port, run_processes
@@ -109,3 +110,33 @@ def test_ddp_test_metrics_cover_the_whole_test_split(ddp_run):
 def test_simclr_with_uneven_validation_shards(ddp_run):
     ranks = _load(ddp_run, "simclr_uneven_val")
     torch.testing.assert_close(ranks[0]["state"], ranks[1]["state"], rtol=0, atol=0)
+
+
+def test_gathered_barlow_twins_uses_the_global_batch(ddp_run):
+    """Every rank computes the global batch's loss; gathered gradients, averaged by DDP, are the single-process ones."""
+    z1, z2 = workers.global_projections()
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    loss = barlow_twins_loss(z1, z2, 5e-3)
+    loss.backward()
+    ranks = _load(ddp_run, "barlow_twins_loss")
+    for record in ranks:
+        assert float(record["loss"]) == pytest.approx(float(loss), rel=1e-5)
+    # Each rank's gradient is the sum over the ranks' (identical) losses: world x the true one; DDP divides.
+    torch.testing.assert_close(torch.cat([r["grad1"] for r in ranks]) / WORLD, z1.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.cat([r["grad2"] for r in ranks]) / WORLD, z2.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_moco_queue_receives_the_keys_of_both_ranks(ddp_run):
+    """2 steps x 2 views x 8 images per rank, from both ranks: 64 keys (32 if each rank kept only its own)."""
+    for record in _load(ddp_run, "moco"):
+        assert record["queue_position"] == 2 * 2 * 8 * WORLD
+
+
+@pytest.mark.parametrize("scenario", [name for name in TRAINED if name != "classifier"])
+def test_monitor_covers_the_whole_validation_split(ddp_run, scenario):
+    """The k-NN monitor gathers the uneven validation shards: it equals the single-process value on all of them."""
+    ranks = _load(ddp_run, scenario)
+    assert ranks[0]["logged_knn"] == ranks[1]["logged_knn"] and ranks[0]["logged_rankme"] > 1.0
+    if "full_val_knn" in ranks[0]:
+        assert ranks[0]["logged_knn"] == pytest.approx(ranks[0]["full_val_knn"], abs=1e-6)

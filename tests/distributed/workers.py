@@ -23,8 +23,11 @@ from ssl_lightning.data.augment import to_unit_float
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.datamodules import DownstreamDataModule, PretextDataModule
+from ssl_lightning.methods import registry
+from ssl_lightning.methods.barlow_twins import barlow_twins_loss
 from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.losses import nt_xent
+from ssl_lightning.methods.monitor import knn_leave_one_out_accuracy
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
@@ -45,7 +48,18 @@ SCENARIOS = {
     "rotation_jitter": ("rotation_jitter", 33),
     "classifier": ("classifier", 33),
     "simclr": ("simclr", 32),
+    "byol": ("byol", 33),
+    "moco": ("moco", 33),
+    "barlow_twins": ("barlow_twins", 32),
+    "dino": ("dino", 33),
     "simclr_uneven_val": ("simclr", 33),
+}
+# Small heads for the registered methods (the rest of their hyper-parameters are the experiment files' values).
+SMALL_PARAMS = {
+    "byol": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32},
+    "moco": {"proj_hidden_dim": 32, "proj_dim": 16, "queue_size": 100},
+    "barlow_twins": {"proj_dim": 32},
+    "dino": {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16, "local_crops": 2},
 }
 
 
@@ -74,6 +88,18 @@ def _gather_without_gradients(rank: int, world_size: int) -> Callable[[torch.Ten
         return torch.cat(parts)
 
     return gather
+
+
+def _gathered_barlow_twins(rank: int, world_size: int) -> dict:
+    """Each rank holds its slice; the loss through Lightning's gather (with gradients) and the input gradients."""
+    z1, z2 = global_projections()
+    n = len(z1) // world_size
+    gather = _lightning_gather(world_size)
+    mine1 = z1[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    mine2 = z2[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    loss = barlow_twins_loss(mine1, mine2, 5e-3, gather=gather)
+    loss.backward()
+    return {"loss": loss.detach(), "grad1": mine1.grad, "grad2": mine2.grad}
 
 
 def _gathered_nt_xent(rank: int, world_size: int) -> dict:
@@ -116,9 +142,21 @@ def _module_and_data(method: str, images: ImageSet, pool: np.ndarray, val: np.nd
         return module, data
     if method == "simclr":
         module = SimCLRPretext(encoder, optim, epochs=1, proj_dim=8, proj_hidden_dim=16)
+    elif method in SMALL_PARAMS:
+        spec = registry.get(method)
+        module = spec.build(encoder, optim, 1, spec.params(**SMALL_PARAMS[method]))
     else:
         module = RotationPretext(encoder, optim, epochs=1, jitter=method == "rotation_jitter")
-    return module, PretextDataModule(images.train_images, pool, val, batch_size=8, eval_batch_size=EVAL_BATCH)
+    return module, PretextDataModule(images.train_images, pool, val, batch_size=8, eval_batch_size=EVAL_BATCH,
+                                     val_labels=images.train_labels)
+
+
+def _full_val_knn(module, images: ImageSet, val: np.ndarray) -> float:
+    """Single-process k-NN monitor on the whole validation split with this rank's final weights."""
+    module.eval()
+    with torch.no_grad():
+        features = module.encoder(to_unit_float(images.train_images[val]) * 2 - 1)
+    return knn_leave_one_out_accuracy(features, images.train_labels[val])
 
 
 def _accuracy(module: Classifier, images: torch.Tensor, labels: torch.Tensor, num_classes: int):
@@ -165,6 +203,13 @@ def _train(scenario: str, world_size: int, images: ImageSet, out: Path) -> dict:
         "sampler": (sampler.rank, sampler.world_size), "shard": torch.cat(list(sampler)),
         "gathered_rows": gathered,
     }
+    if method != "classifier":
+        record["logged_knn"] = float(trainer.callback_metrics["pretext/val_knn_acc"])
+        record["logged_rankme"] = float(trainer.callback_metrics["pretext/val_rankme"])
+        if method != "dino":  # DINO hands the teacher to the encoder after validation
+            record["full_val_knn"] = _full_val_knn(module, images, val)
+    if method == "moco":
+        record["queue_position"] = int(module.queue_position)
     if method == "classifier":
         tested = trainer.test(module, datamodule=data, verbose=False)[0]
         full_acc, full_per_class = _accuracy(module, images.test_images, images.test_labels, images.num_classes)
@@ -185,6 +230,7 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
                             timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     try:
         torch.save(_gathered_nt_xent(rank, world_size), out / f"nt_xent_rank{rank}.pt")
+        torch.save(_gathered_barlow_twins(rank, world_size), out / f"barlow_twins_loss_rank{rank}.pt")
         images = synthetic.load(DATA)
         for scenario in SCENARIOS:
             try:

@@ -1,0 +1,131 @@
+"""The pretext method registry: every module of `ssl_lightning.methods` may register experiments.
+
+A method module declares, with `register(MethodSpec(...))` at import time, its experiment name(s), a typed
+hyper-parameter dataclass read from its own config section (`conf/experiment/<name>.yaml`) and a builder
+`(encoder, optim, epochs, hparams) -> PretextMethod`. Settings, the pretext store key, the report's column
+names and the benchmarks look methods up here, so adding one is one module plus one experiment file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ssl_lightning.errors import UserError
+
+SUPERVISED = "supervised"  # the experiment without a pretext stage (not a method)
+SUPERVISED_RANK = 3  # after the original study's rotation (0), rotation_jitter (1) and simclr (2)
+
+
+class MethodParams:
+    """Base of the hyper-parameter dataclasses: typed fields plus `validate()`, and what the store key hashes."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field for an out-of-range value (settings turn it into a UserError)."""
+
+    def identity(self) -> dict[str, Any]:
+        """The values that shape the encoder (hashed into the pretext store key)."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str  # the experiment name (+experiment=<name>)
+    display: str  # the report's column name
+    section: str  # the config section holding the hyper-parameters, e.g. `byol`
+    params: type  # a dataclass subclassing MethodParams
+    build: Callable[..., Any]  # (encoder, optim, epochs, params) -> PretextMethod
+    rank: int = 100  # column order in the report (the original study's methods first)
+    reference: str = ""
+
+    def parse(self, values: dict[str, Any] | None) -> MethodParams:
+        """The typed hyper-parameters from the config section; UserError for unknown names or bad values."""
+        values = dict(values or {})
+        types = {f.name: str(f.type) for f in fields(self.params)}
+        known = set(types)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown {self.section} option(s) {unknown} for +experiment={self.name}; "
+                            f"valid: {sorted(known)}")
+        try:
+            params = self.params(**{name: _coerce(types[name], value, name) for name, value in values.items()})
+            params.validate()
+        except ValueError as error:
+            raise UserError(f"{self.section}.{error} (+experiment={self.name})") from error
+        return params
+
+
+def require(ok: bool, field: str, value: Any, rule: str) -> None:
+    """One field constraint for `validate()`: ValueError("<field>=<value> <rule>") when `ok` is false."""
+    if not ok:
+        raise ValueError(f"{field}={value!r} {rule}")
+
+
+def positive(params: Any, *names: str) -> None:
+    for name in names:
+        require(getattr(params, name) > 0, name, getattr(params, name), "must be positive")
+
+
+def probability(params: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(params, name)
+        require(0.0 <= value <= 1.0, name, value, "must be in [0, 1]")
+
+
+def _coerce(kind: str, value: Any, name: str) -> Any:
+    """YAML/CLI values to the declared field type (an int where a float is declared is fine, not the reverse)."""
+    if kind == "bool":
+        require(isinstance(value, bool), name, value, "must be true or false")
+    elif kind == "int":
+        require(isinstance(value, int) and not isinstance(value, bool), name, value, "must be an integer")
+    elif kind == "float":
+        require(isinstance(value, int | float) and not isinstance(value, bool), name, value, "must be a number")
+        return float(value)
+    return value
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+_discovered = False
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
+        raise RuntimeError(f"pretext method {spec.name!r} is registered twice")
+    if spec.name == SUPERVISED:
+        raise RuntimeError(f"{SUPERVISED!r} is the experiment without a pretext stage, not a method name")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def discover() -> None:
+    """Import every module of the methods package once, so that each registers its experiments."""
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module("ssl_lightning.methods")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+    _discovered = True
+
+
+def methods() -> dict[str, MethodSpec]:
+    """Registered pretext experiments in report order."""
+    discover()
+    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].rank, item[0])))
+
+
+def experiments() -> list[str]:
+    """Every valid `+experiment=` name: the registered methods and the supervised baseline."""
+    ranked = [(spec.rank, name) for name, spec in methods().items()] + [(SUPERVISED_RANK, SUPERVISED)]
+    return [name for _, name in sorted(ranked)]
+
+
+def get(name: str) -> MethodSpec:
+    """The spec of a pretext experiment; UserError listing the registered ones for anything else."""
+    registered = methods()
+    if name not in registered:
+        raise UserError(f"unknown experiment {name!r}; valid: {', '.join(experiments())} (+experiment=<name>)")
+    return registered[name]

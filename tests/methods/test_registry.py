@@ -1,0 +1,121 @@
+"""The method registry: every experiment file names a registered method (and back), typed defaults agree with
+the files, bad values are one-line user errors, and the store key hashes only the chosen method's values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ssl_lightning import settings as settings_module
+from ssl_lightning.cli_checks import group_options, route_method_overrides
+from ssl_lightning.errors import UserError
+from ssl_lightning.methods import registry
+from ssl_lightning.pretext_stage import build_method, pretext_key
+from ssl_lightning.report import columns
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+NEW_METHODS = ("byol", "moco", "barlow_twins", "dino")
+
+
+def experiment_file(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / "experiment" / f"{name}.yaml"))
+
+
+def test_experiment_files_and_registry_name_the_same_experiments():
+    assert sorted(group_options(CONF)["experiment"]) == sorted(registry.experiments())
+    assert registry.experiments()[:4] == ["rotation", "rotation_jitter", "simclr", "supervised"]
+    assert set(NEW_METHODS) <= set(registry.methods())
+
+
+@pytest.mark.parametrize("name", list(registry.methods()))
+def test_experiment_file_holds_the_typed_defaults(name):
+    """Benchmarks build methods from the dataclass defaults: they must be the experiment file's values."""
+    spec = registry.get(name)
+    values = experiment_file(name)
+    assert values["experiment"] == name
+    assert spec.parse(values[spec.section]) == spec.params()
+    assert set(values[spec.section]) == set(asdict(spec.params()))  # every value is written out in the file
+
+
+def test_unknown_experiment_lists_the_registered_ones():
+    with pytest.raises(UserError) as caught:
+        registry.get("byool")
+    message = str(caught.value)
+    assert "unknown experiment 'byool'" in message
+    assert all(name in message for name in (*NEW_METHODS, "rotation", "supervised"))
+
+
+@pytest.mark.parametrize(("name", "values", "fragment"), [
+    ("byol", {"proj_dim": 0}, "byol.proj_dim=0 must be positive"),
+    ("byol", {"base_momentum": 1.5}, "byol.base_momentum=1.5 must be in [0, 1]"),
+    ("moco", {"queue_size": 2.5}, "moco.queue_size=2.5 must be an integer"),
+    ("barlow_twins", {"lambd": "x"}, "barlow_twins.lambd='x' must be a number"),
+    ("dino", {"local_crop_min_scale": 0.5}, "dino.local_crop_min_scale=0.5 must be in (0, local_crop_max_scale]"),
+    ("dino", {"teacher_tmp": 0.1}, "unknown dino option(s) ['teacher_tmp']"),
+    ("simclr", {"grayscale_p": 2}, "simclr.grayscale_p=2.0 must be in [0, 1]"),
+])
+def test_bad_hyper_parameters_are_user_errors(name, values, fragment):
+    with pytest.raises(UserError) as caught:
+        registry.get(name).parse(values)
+    assert fragment in str(caught.value)
+
+
+def compose(experiment: str, **section_overrides) -> settings_module.RunSettings:
+    """The composed config of one cell (config.yaml + profile + experiment file), without Hydra's runtime."""
+    cfg = OmegaConf.merge(OmegaConf.load(CONF / "config.yaml"), OmegaConf.load(CONF / "profile" / "smoke.yaml"),
+                          {"data": OmegaConf.load(CONF / "data" / "synthetic.yaml")},
+                          {"backbone": OmegaConf.load(CONF / "backbone" / "compact.yaml"),
+                           "trainer": OmegaConf.load(CONF / "trainer" / "cpu.yaml"),
+                           "downstream": OmegaConf.load(CONF / "downstream" / "finetune.yaml"),
+                           "paths": {"cache": "/tmp/unused"}},
+                          OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml"), section_overrides)
+    cfg.pop("defaults", None)
+    cfg.pop("hydra", None)
+    return settings_module.from_config(cfg)
+
+
+@pytest.mark.parametrize("name", [*NEW_METHODS, "simclr", "rotation_jitter"])
+def test_store_key_changes_with_the_chosen_methods_values_only(name):
+    settings = compose(name)
+    spec = registry.get(name)
+    base = pretext_key(settings, {"data": "same"})
+    field = next(f for f, v in asdict(settings.pretext.params).items() if isinstance(v, float) and 0 < v < 1)
+    changed = replace(settings.pretext.params, **{field: getattr(settings.pretext.params, field) / 2})
+    assert pretext_key(replace(settings, pretext=replace(settings.pretext, params=changed)), {"data": "same"}) != base
+    other = compose(name, **{s: {"temperature": 0.3} for s in ("simclr", "moco") if s != spec.section})
+    assert pretext_key(other, {"data": "same"}) == base  # another method's section does not enter the key
+
+
+def test_plain_rotation_ignores_the_jitter_strength():
+    assert pretext_key(compose("rotation", rotation={"jitter_strength": 0.9}), {}) == pretext_key(
+        compose("rotation"), {})
+    assert pretext_key(compose("rotation"), {}) != pretext_key(compose("rotation_jitter"), {})
+
+
+@pytest.mark.parametrize("name", [*NEW_METHODS, "rotation", "rotation_jitter", "simclr"])
+def test_build_method_uses_the_registered_module(name):
+    from ssl_lightning.models.backbones import build_encoder
+
+    settings = compose(name)
+    module = build_method(settings, build_encoder(settings.backbone, 3, 16))
+    assert type(module).__module__ == f"ssl_lightning.methods.{name.removesuffix('_jitter')}"
+    optimised = {id(p) for group in module.configure_optimizers()["optimizer"].param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in module.parameters() if p.requires_grad}
+    assert all(id(p) in optimised for p in module.encoder.parameters())
+
+
+def test_report_columns_come_from_the_registry():
+    assert columns.METHODS[:4] == ("rotation", "rotation_jitter", "simclr", "supervised")
+    assert [columns.DISPLAY[name] for name in NEW_METHODS] == ["BYOL", "MoCo v2", "Barlow Twins", "DINO"]
+
+
+def test_method_overrides_are_routed_to_the_experiments_that_use_them():
+    argv = ["+experiment=rotation,simclr", "simclr.temperature=0.2", "data.fraction=0.5"]
+    assert route_method_overrides(argv, CONF) == ["+experiment=rotation,simclr", "++simclr.temperature=0.2",
+                                                  "data.fraction=0.5"]
+    with pytest.raises(UserError, match="simclr.temperature is a hyper-parameter of"):
+        route_method_overrides(["+experiment=rotation", "simclr.temperature=0.2"], CONF)
+    assert route_method_overrides(["data.fraction=0.5"], CONF) == ["data.fraction=0.5"]
