@@ -89,7 +89,7 @@ def test_figure_statistics_and_verdicts():
 
 def test_run_all_selection_registry_and_opt_in():
     default = [b.name for b in run_all.selected(run_all.parse_args([]))]
-    assert default == ["pretext_throughput", "data_overhead", "memory"]
+    assert default == ["pretext_throughput", "data_overhead", "memory", "data_scale"]
     assert "grid_time" in [b.name for b in run_all.selected(run_all.parse_args(["--grid"]))]
     assert [b.name for b in run_all.selected(run_all.parse_args(["--only", "memory"]))] == ["memory"]
 
