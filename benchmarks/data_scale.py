@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         report.add(f"store build, {cores} decode workers", "images/s", many)
 
         overrides = ["data=imagefolder", f"data.root={tiles}", "data.include=**/x40/*.jpg", "data.fraction=0.05",
-                     "profile=smoke", "trainer=cpu"]
+                     "data.eval_batch_size=64", "profile=smoke", "trainer=cpu"]  # 224 px evaluation on CPU: small
         cells = {}
         for name, experiment in (("first", "rotation"), ("second", "simclr")):
             cells[name] = run_cell([f"+experiment={experiment}", *overrides], work, name)

@@ -105,10 +105,13 @@ class ImageStore:
         self.root = Path(root)
 
     def open(self, request: StoreRequest) -> StoredImages:
+        started = time.perf_counter()
         key = store_key(request)
         folder = self.root / key
         stored = self._load(folder, key, request)
         if stored is not None:
+            log.info("image store %s: %d images reused (key and checks took %.1f s)", key, len(stored.images),
+                     time.perf_counter() - started)
             return stored
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / f"{key}.lock")):
