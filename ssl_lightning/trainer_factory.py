@@ -23,6 +23,8 @@ from ssl_lightning.settings import TrainerSettings
 log = logging.getLogger(__name__)
 # Our checkpoint folders also hold TensorBoard events and resumable state: expected, not worth a warning.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# Lightning's own use of a deprecated torch pytree API: nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
