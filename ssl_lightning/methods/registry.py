@@ -8,6 +8,7 @@ names and the benchmarks look methods up here, so adding one is one module plus 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -48,8 +49,10 @@ class MethodSpec:
         known = set(types)
         unknown = sorted(set(values) - known)
         if unknown:
-            raise UserError(f"unknown {self.section} option(s) {unknown} for +experiment={self.name}; "
-                            f"valid: {sorted(known)}")
+            close = sorted({f"{self.section}.{m}" for name in unknown for m in difflib.get_close_matches(name, known)})
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise UserError(f"unknown config key(s) {[f'{self.section}.{name}' for name in unknown]} for "
+                            f"+experiment={self.name}; {hint}valid: {sorted(known)}")
         try:
             params = self.params(**{name: _coerce(types[name], value, name) for name, value in values.items()})
             params.validate()
