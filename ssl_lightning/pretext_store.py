@@ -20,6 +20,7 @@ import torch
 from filelock import FileLock
 
 from ssl_lightning.atomic import write_json, write_torch
+from ssl_lightning.file_hash import file_sha256
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -29,14 +30,6 @@ def config_key(parts: dict[str, Any]) -> str:
     """A short stable hash of the settings that determine a result."""
     text = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ class PretextStore:
             return None
         try:
             meta = json.loads(entry.meta_path.read_text())
-            if _sha256(entry.encoder_path) != meta.get("sha256"):
+            if file_sha256(entry.encoder_path) != meta.get("sha256"):
                 raise ValueError("checksum mismatch")
             state = torch.load(entry.encoder_path, map_location="cpu", weights_only=True)
         except (ValueError, OSError, RuntimeError, json.JSONDecodeError) as error:
@@ -98,5 +91,5 @@ class PretextStore:
         if events_from is not None and events_from.is_dir():
             shutil.rmtree(entry.events_dir, ignore_errors=True)
             shutil.copytree(events_from, entry.events_dir)
-        write_json(entry.meta_path, {**meta, "key": key, "sha256": _sha256(entry.encoder_path)})
+        write_json(entry.meta_path, {**meta, "key": key, "sha256": file_sha256(entry.encoder_path)})
         shutil.rmtree(entry.partial_dir, ignore_errors=True)

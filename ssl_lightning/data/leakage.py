@@ -9,7 +9,6 @@ by the sha256 of their bytes (only size matches are hashed, so the check stays c
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -21,17 +20,10 @@ from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.image_files import list_images
 from ssl_lightning.errors import UserError
+from ssl_lightning.file_hash import file_sha256
 
 BUILT_IN = ("fashion_mnist", "cifar10", "stl10")
 FOLDERS = ("imagefolder", "unlabeled_folder")
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _Protected:
@@ -46,7 +38,7 @@ class _Protected:
 
     def _hash(self, path: str) -> str:
         if path not in self._hashes:
-            self._hashes[path] = _sha256(path)
+            self._hashes[path] = file_sha256(path)
         return self._hashes[path]
 
     def held_by(self, candidates: Iterable[Path]) -> set[str]:
@@ -59,7 +51,7 @@ class _Protected:
                 continue
             same_size = self.by_size.get(os.stat(resolved).st_size)
             if same_size:
-                digest = _sha256(resolved)
+                digest = file_sha256(resolved)
                 held.update(path for path in same_size if self._hash(path) == digest)
         return held
 
