@@ -75,5 +75,5 @@ class FiniteLossGuard(Callback):
 
 
 def _batches_per_epoch(trainer: pl.Trainer) -> float:
-    batches = trainer.num_training_batches
-    return batches if batches and batches != float("inf") else float("inf")
+    """Training batches per epoch; infinity while Lightning does not know yet (then only the interval checks)."""
+    return trainer.num_training_batches or float("inf")
