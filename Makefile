@@ -6,6 +6,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 ARGS ?=
+# pytest workers (pytest-xdist): one per core of the 2-core reference machine; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install data run test lint tensorboard bench clean
 
@@ -32,7 +34,7 @@ run: install data
 	$(BIN)/python -m ssl_lightning +experiment=simclr data.fraction=0.25 $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q tests $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Whole training steps on the CPU per method and backbone: NCHW vs channels_last vs torch.compile vs both.
+"""Whole training steps on the CPU per method and backbone: NCHW vs channels_last vs torch.compile vs both, and
+channels_last with bfloat16 autocast (`trainer.precision=bf16-mixed`; fast only where the CPU has AMX/AVX512-BF16).
 
 A step is what `training_step` does: uint8 batch -> float -> batched augmentation -> encoder -> loss ->
 backward -> optimizer step. The compile column also reports the one-off compilation time, from which the
@@ -26,7 +27,9 @@ from ssl_lightning.trainer_factory import prepare_module
 METHODS = (*registry.methods(), "classifier")  # every registered pretext method, then the downstream classifier
 DEFAULT_METHODS = ("rotation", "rotation_jitter", "simclr", "classifier")  # the original study's
 BACKBONES = ("compact", "resnet18")
-PATHS = {"nchw": (False, False), "channels_last": (True, False), "compile": (False, True), "both": (True, True)}
+# path -> (channels_last, compile, bf16 autocast)
+PATHS = {"nchw": (False, False, False), "channels_last": (True, False, False), "compile": (False, True, False),
+         "both": (True, True, False), "bf16": (True, False, True)}
 
 
 @dataclass(frozen=True)
@@ -58,19 +61,20 @@ def build(method: str, backbone: str, sizes: Sizes, channels_last: bool, compile
     else:
         spec = registry.get(method)  # the method's default hyper-parameters (those of its experiment file)
         module = spec.build(encoder, OptimConfig(), 1, spec.params())
-    module = prepare_module(module, _Flags(channels_last, compile)).train()
+    module = prepare_module(module, _Flags(channels_last, compile), sizes.image[backbone]).train()
     optimizer = module.configure_optimizers()["optimizer"]
     return module, optimizer
 
 
-def step_function(method: str, module, optimizer, batch: torch.Tensor, labels: torch.Tensor):
+def step_function(method: str, module, optimizer, batch: torch.Tensor, labels: torch.Tensor, bf16: bool = False):
     def step() -> None:
-        images = to_unit_float(batch)
-        if isinstance(module, PretextMethod):
-            loss, _ = module.pretext_step(images)
-        else:
-            logits = module(random_shift_flip(images))
-            loss = torch.nn.functional.cross_entropy(logits, labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # what Lightning's bf16-mixed does
+            images = to_unit_float(batch)
+            if isinstance(module, PretextMethod):
+                loss, _ = module.pretext_step(images)
+            else:
+                logits = module(random_shift_flip(images))
+                loss = torch.nn.functional.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -85,9 +89,9 @@ def measure(method: str, backbone: str, sizes: Sizes, repeats: int, report: Repo
     labels = torch.randint(0, 10, (batch_size,))
     rates: dict[str, float] = {}
     for path in paths:
-        channels_last, compile = PATHS[path]
+        channels_last, compile, bf16 = PATHS[path]
         module, optimizer = build(method, backbone, sizes, channels_last, compile)
-        step = step_function(method, module, optimizer, batch, labels)
+        step = step_function(method, module, optimizer, batch, labels, bf16)
         started = time.perf_counter()
         step()  # the first step pays for compilation
         first = time.perf_counter() - started

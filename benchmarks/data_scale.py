@@ -1,15 +1,17 @@
 """Real collections at scale: N JPEG tiles of 224 px decoded once into the image store, then read through maps.
 
-Measures (1) store build images/s with 1 decode worker and with all cores; (2) for a first cell (rotation,
-builds the store) and a second cell (simclr, reuses it): time to the first training step, peak anonymous
-memory (RssAnon) and peak RSS of the cell's process; (3) pretext input images/s from the store against the
-same images in memory and against the conventional per-sample pipeline decoding the JPEG files in 2 DataLoader
-workers, both as a bare loader and under real rotation training steps.
+Measures (1) store build images/s with 1 decode worker and with all cores; (2) for the first cell
+(rotation, builds the store) and the second cell (simclr, reuses it) of one Hydra multirun: time to the
+first training step, peak anonymous memory (RssAnon) during each cell, and the process's peak RSS;
+(3) pretext input images/s from the store against the same images in memory and against the conventional
+per-sample pipeline decoding the JPEG files in 2 DataLoader workers, as a bare loader and under real
+rotation training steps.
 
     python -m benchmarks.data_scale [--tiny] [--count N] [--folder PATH] [--repeats N]
 
 `--folder` keeps the generated tiles (and reuses them on the next run); otherwise everything lives in a
-temporary folder. The cells run `python -m ssl_lightning ... data=imagefolder profile=smoke` as a user would.
+temporary folder. The cells run `python -m ssl_lightning -m +experiment=rotation,simclr data=imagefolder
+profile=smoke` as a user would.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,16 +49,30 @@ CLASSES = ("adh", "dcis", "normal")
 RSS_ANON_TARGET = Target("<=", 3.0)  # GB
 SECOND_CELL_TARGET = Target("<=", 10.0)  # s to the first training step
 STORE_VS_MEMORY_TARGET = Target(">=", 0.9)
-# Records the first optimizer step's wall-clock time, then runs the real entry point.
+# Notes when each cell (pipeline.run) starts and ends and its first optimizer step, then runs the real entry point.
 _CHILD = """
 import json, os, runpy, sys, time
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-_out = os.environ["BENCH_FIRST_STEP"]
+import ssl_lightning.pipeline as pipeline
+_events = open(os.environ["BENCH_EVENTS"], "a")
+def _note(event):
+    _events.write(json.dumps({"event": event, "time": time.time()}) + "\\n")
+    _events.flush()
+_stepped = [False]
 def _first(optimizer, args, kwargs):
-    if not os.path.exists(_out):
-        with open(_out, "w") as handle:
-            json.dump({"first_step": time.time()}, handle)
+    if not _stepped[0]:
+        _stepped[0] = True
+        _note("first_step")
 register_optimizer_step_pre_hook(_first)
+_run = pipeline.run
+def _noted_run(*args, **kwargs):
+    _stepped[0] = False
+    _note("cell_start")
+    try:
+        return _run(*args, **kwargs)
+    finally:
+        _note("cell_end")
+pipeline.run = _noted_run
 sys.argv = ["ssl_lightning", *sys.argv[1:]]
 runpy.run_module("ssl_lightning", run_name="__main__", alter_sys=True)
 """
@@ -87,13 +104,15 @@ def make_tiles(folder: Path, count: int, size: int) -> list[Path]:
 
 
 def build_rate(tiles: Path, files: list[Path], cache: Path, workers: int) -> float:
-    """images/s of one store build from scratch."""
+    """images/s of one store build from scratch; the entry is removed afterwards (disk space at 50,000 tiles)."""
     request = StoreRequest(root=tiles, files=files, labels=None, image_size=None, channels=None, include=None,
                            decode_workers=workers)
     started = time.perf_counter()
     stored = ImageStore(cache).open(request)
     seconds = time.perf_counter() - started
     assert stored.built
+    del stored
+    shutil.rmtree(cache, ignore_errors=True)
     return len(files) / seconds
 
 
@@ -107,23 +126,29 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def run_cell(overrides: list[str], work: Path, name: str) -> dict[str, float]:
-    """Time to the first training step, peak RssAnon and peak RSS (GB) of one CLI cell."""
-    marker = work / f"{name}.first_step.json"
-    command = [sys.executable, "-c", _CHILD, *overrides, f"hydra.run.dir={work / name}",
-               f"paths.cache={work / 'cell_cache'}"]
-    env = {**os.environ, "BENCH_FIRST_STEP": str(marker), "PYTHONUNBUFFERED": "1"}
-    log_path = work / f"{name}.log"
-    peak_anon = 0
+def _exit_text(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def run_sweep(experiments: list[str], overrides: list[str], work: Path) -> list[dict[str, float]]:
+    """One Hydra multirun over `experiments`, as a user runs a grid: per cell, the time from its start to its
+    first training step (the first cell from the process start: imports and the store build included), and the
+    peak RssAnon during the cell; the process's peak RSS."""
+    events_path = work / "sweep.events.jsonl"
+    command = [sys.executable, "-c", _CHILD, "-m", f"+experiment={','.join(experiments)}", *overrides,
+               f"hydra.sweep.dir={work / 'sweep'}", f"paths.cache={work / 'cell_cache'}"]
+    env = {**os.environ, "BENCH_EVENTS": str(events_path), "PYTHONUNBUFFERED": "1"}
+    log_path = work / "sweep.log"
+    samples: list[tuple[float, int]] = []
     started = time.time()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         done = threading.Event()
 
         def poll() -> None:
-            nonlocal peak_anon
             while not done.is_set():
-                peak_anon = max(peak_anon, _status_kb(process.pid, "RssAnon"))
+                samples.append((time.time(), _status_kb(process.pid, "RssAnon")))
                 time.sleep(0.05)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -132,11 +157,21 @@ def run_cell(overrides: list[str], work: Path, name: str) -> dict[str, float]:
         done.set()
         poller.join()
     if os.waitstatus_to_exitcode(status) != 0:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-        raise SystemExit(f"error: cell {name} failed:\n{tail}")
-    first = json.loads(marker.read_text())["first_step"] if marker.is_file() else float("nan")
-    return {"first_step_s": first - started, "rss_anon_gb": peak_anon * 1024 / 1e9,
-            "rss_gb": usage.ru_maxrss * 1024 / 1e9}
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+        raise SystemExit(f"error: the sweep failed ({_exit_text(status)}); log {log_path}:\n{tail}")
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    starts = [e["time"] for e in events if e["event"] == "cell_start"]
+    ends = [e["time"] for e in events if e["event"] == "cell_end"]
+    firsts = [e["time"] for e in events if e["event"] == "first_step"]
+    if not (len(starts) == len(ends) == len(firsts) == len(experiments)):
+        raise SystemExit(f"error: expected {len(experiments)} cells with a training step each, got events {events}")
+    cells = []
+    for index, (start, end, first) in enumerate(zip(starts, ends, firsts, strict=True)):
+        window_start = started if index == 0 else start
+        peak = max((kb for t, kb in samples if window_start <= t <= end), default=0)
+        cells.append({"first_step_s": first - window_start, "rss_anon_gb": peak * 1024 / 1e9,
+                      "rss_gb": usage.ru_maxrss * 1024 / 1e9})
+    return cells
 
 
 class JpegFiles(Dataset):
@@ -200,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=None, help="number of tiles (default 50,000; --tiny: 60)")
     parser.add_argument("--folder", type=Path, default=None, help="keep the tiles here (reused when present)")
+    parser.add_argument("--build-sample", type=int, default=5000,
+                        help="tiles decoded for the build-rate figures (the first cell still stores all of them)")
     args = parser.parse_args(argv)
     apply_threads(args)
     repeats = repeats_from(args, tiny_default=1, default=1)
@@ -218,26 +255,31 @@ def main(argv: list[str] | None = None) -> None:
               f"({time.perf_counter() - started:.0f} s to write or find)", flush=True)
 
         one, many = [], []
+        sample = files[: args.build_sample]  # a rate needs no 50,000 images twice; the first cell decodes them all
         for repeat in range(repeats):
-            one.append(build_rate(tiles, files, work / f"build1_{repeat}", 1))
-            many.append(build_rate(tiles, files, work / f"buildN_{repeat}", cores))
+            one.append(build_rate(tiles, sample, work / f"build1_{repeat}", 1))
+            many.append(build_rate(tiles, sample, work / f"buildN_{repeat}", cores))
             print(f"   build: {one[-1]:.0f} images/s with 1 worker, {many[-1]:.0f} with {cores}", flush=True)
-        report.add("store build, 1 decode worker", "images/s", one)
-        report.add(f"store build, {cores} decode workers", "images/s", many)
+        report.add(f"store build, 1 decode worker ({len(sample):,} tiles)", "images/s", one)
+        report.add(f"store build, {cores} decode workers ({len(sample):,} tiles)", "images/s", many)
 
         overrides = ["data=imagefolder", f"data.root={tiles}", "data.include=**/x40/*.jpg", "data.fraction=0.05",
                      "data.eval_batch_size=64", "profile=smoke", "trainer=cpu"]  # 224 px evaluation on CPU: small
-        cells = {}
-        for name, experiment in (("first", "rotation"), ("second", "simclr")):
-            cells[name] = run_cell([f"+experiment={experiment}", *overrides], work, name)
-            print(f"   {name} cell ({experiment}): first training step after {cells[name]['first_step_s']:.1f} s, "
-                  f"peak RssAnon {cells[name]['rss_anon_gb']:.2f} GB, peak RSS {cells[name]['rss_gb']:.2f} GB",
+        experiments = ["rotation", "simclr"]
+        first, second = run_sweep(experiments, overrides, work)
+        cells = {"first": first, "second": second}
+        for name, experiment in zip(cells, experiments, strict=True):
+            print(f"   {name} cell of the sweep ({experiment}): first training step after "
+                  f"{cells[name]['first_step_s']:.1f} s, peak RssAnon {cells[name]['rss_anon_gb']:.2f} GB",
                   flush=True)
-        report.add("first cell: time to first step (builds the store)", "s", [cells["first"]["first_step_s"]])
-        report.add("second cell: time to first step", "s", [cells["second"]["first_step_s"]], SECOND_CELL_TARGET)
+        print(f"   sweep process peak RSS {first['rss_gb']:.2f} GB", flush=True)
+        report.add("first cell: time to first step (process start, imports, store build)", "s",
+                   [cells["first"]["first_step_s"]])
+        report.add("second cell of the sweep: time to first step", "s", [cells["second"]["first_step_s"]],
+                   SECOND_CELL_TARGET)
         for name in ("first", "second"):
             report.add(f"{name} cell: peak RssAnon", "GB", [cells[name]["rss_anon_gb"]], RSS_ANON_TARGET)
-            report.add(f"{name} cell: peak RSS", "GB", [cells[name]["rss_gb"]])
+        report.add("sweep process: peak RSS", "GB", [first["rss_gb"]])
 
         mapped = load_imagefolder(DataConfig(name="imagefolder", root=str(tiles), include="**/x40/*.jpg",
                                              image_cache=str(work / "cell_cache" / "images"))).train_images

@@ -75,7 +75,7 @@ class TrainerSettings:
     strategy: str = "auto"
     precision: str = "32-true"
     sync_batchnorm: bool = False
-    channels_last: bool = False
+    channels_last: bool | str = False  # true | false | auto (trainer_factory.use_channels_last)
     compile: bool = False
     benchmark: bool = False
     deterministic: bool = False

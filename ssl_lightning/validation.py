@@ -93,6 +93,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.channels", lambda v: _integer(v) in (1, 3), "1 or 3"),
     Rule("*.train_size", int_at_least(1), POSITIVE_INT),
     Rule("*.test_size", int_at_least(1), POSITIVE_INT),
+    Rule("trainer.channels_last", lambda v: v is True or v is False or v == "auto", "true, false or auto"),
     Rule("trainer.log_every_n_steps", int_at_least(1), POSITIVE_INT),
     Rule("trainer.num_nodes", int_at_least(1), POSITIVE_INT),
     Rule("backbone.width", int_at_least(1), POSITIVE_INT),

@@ -144,3 +144,14 @@ def test_cpu_fast_path_benchmarks_print_their_figures(command, figures):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for figure in figures:
         assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}", done.stdout, re.MULTILINE), figure
+
+
+def test_data_scale_tiny_measures_the_store_and_both_cells_of_a_sweep():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.data_scale", "--tiny", "--repeats", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for figure in ("store build, 1 decode worker (60 tiles)", "second cell of the sweep: time to first step",
+                   "first cell: peak RssAnon", "second cell: peak RssAnon", "sweep process: peak RSS",
+                   "loader: store/in-memory", "pretext (rotation) store/in-memory"):
+        assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}\s+{NUMBER}\s", done.stdout, re.MULTILINE), figure
+    assert re.search(r"second cell of the sweep \(simclr\): first training step after [\d.]+ s", done.stdout)

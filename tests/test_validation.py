@@ -42,7 +42,8 @@ def test_every_shipped_config_passes(experiment, profile):
         ("dino.crop_max_scale", 1.2, 1.0), ("dino.warmup_teacher_temp_epochs", -1, 30),
         ("downstream.patience", 0, 5), ("moco.drop_prob", 1.5, 0.1), ("byol.blur_p2", 1.5, 0.1),
         ("dino.local_crops", -1, 0), ("dino.local_size_fraction", 0, 0.43), ("dino.teacher_temperature_warmup", -1, 0),
-        ("dino.solarize_probability", -1, 0.2),
+        ("dino.solarize_probability", -1, 0.2), ("trainer.channels_last", "maybe", "auto"),
+        ("trainer.channels_last", 1, True),
     ],
 )
 def test_bad_values_are_named_with_their_range_and_good_ones_pass(key, bad, good):
