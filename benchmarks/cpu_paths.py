@@ -61,7 +61,8 @@ def build(method: str, backbone: str, sizes: Sizes, channels_last: bool, compile
     else:
         spec = registry.get(method)  # the method's default hyper-parameters (those of its experiment file)
         module = spec.build(encoder, OptimConfig(), 1, spec.params())
-    module = prepare_module(module, _Flags(channels_last, compile), sizes.image[backbone]).train()
+    module = prepare_module(module, _Flags(channels_last, compile), sizes.channels[backbone],
+                            sizes.image[backbone]).train()
     optimizer = module.configure_optimizers()["optimizer"]
     return module, optimizer
 

@@ -84,7 +84,7 @@ def _classifier(settings: RunSettings, encoder: Encoder, images: ImageSet, candi
     optim = replace(stage.optim, lr=candidate.lr)
     module = Classifier(_probe_encoder(encoder, candidate.layer), images.num_classes, optim, stage.epochs,
                         stage.protocol, stage.head, stage.augment)
-    return prepare_module(module, settings.trainer, images.image_size[0])
+    return prepare_module(module, settings.trainer, images.channels, images.image_size[0])
 
 
 def _checkpoint_epoch(path: Path) -> int:

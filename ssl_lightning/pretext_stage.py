@@ -128,7 +128,8 @@ def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: 
            partial_dir: Path, val_labels: torch.Tensor | None = None) -> None:
     """Train in the store's working folder (checkpoints and events survive a kill; a rerun resumes)."""
     pl.seed_everything(settings.seed, workers=True, verbose=False)
-    module = prepare_module(build_method(settings, encoder), settings.trainer, int(images.shape[-1]))
+    module = prepare_module(build_method(settings, encoder), settings.trainer, int(images.shape[1]),
+                            int(images.shape[-1]))
     # Validation at the training batch size: a contrastive accuracy depends on the number of candidates per batch.
     data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.pretext.batch_size,
                              settings.data.num_workers, settings.data.pin_memory, seed=settings.seed,

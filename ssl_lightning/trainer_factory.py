@@ -93,35 +93,38 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
     )
 
 
-# The CPU channels_last path is used up to this image size. At 28 px it made steps 1.2-1.7x faster
-# (benchmarks/cpu_paths.py); at 224 px, torch 2.14.1's CPU kernels corrupted the heap within a few pretext steps
-# (glibc "malloc assertion failure" or a segfault in the next backward; NCHW ran clean), and ResNet-18 gained
-# nothing at 32 px.
+# The CPU channels_last path is used for grey images up to this size: there (Fashion-MNIST, 28 px) it made steps
+# 1.2-1.7x faster (benchmarks/cpu_paths.py) and ran every grid clean. With 3-channel images at 32 px and with
+# 224 px images, torch 2.14.1's CPU channels_last kernels corrupted the heap within a few steps (glibc "double
+# free or corruption", "malloc assertion failure" or a segfault; reproduced 3 times in 3 with
+# `python -m benchmarks.data_scale --tiny`, clean 3 times in 3 with NCHW), and ResNet-18 gained nothing.
 CPU_CHANNELS_LAST_MAX_PX = 32
-_said_channels_last: set[tuple[bool, int]] = set()
+_said_channels_last: set[tuple[bool, int, int]] = set()
 
 
-def use_channels_last(settings: TrainerSettings, image_size: int) -> bool:
-    """`trainer.channels_last`: true or false as given; auto = on GPUs, and on the CPU for small images only."""
+def use_channels_last(settings: TrainerSettings, channels: int, image_size: int) -> bool:
+    """`trainer.channels_last`: true or false as given; auto = on GPUs, and on the CPU for small grey images."""
     choice = settings.channels_last
     if isinstance(choice, bool):
         return choice
     on_gpu = settings.accelerator in ("gpu", "cuda") or (settings.accelerator == "auto" and torch.cuda.is_available())
-    chosen = on_gpu or image_size <= CPU_CHANNELS_LAST_MAX_PX
-    if (chosen, image_size) not in _said_channels_last:
-        _said_channels_last.add((chosen, image_size))
-        log.info("trainer.channels_last=auto: %s for %d px images on %s", "on" if chosen else "off", image_size,
-                 "the GPU" if on_gpu else f"the CPU (used up to {CPU_CHANNELS_LAST_MAX_PX} px)")
+    chosen = on_gpu or (channels == 1 and image_size <= CPU_CHANNELS_LAST_MAX_PX)
+    if (chosen, channels, image_size) not in _said_channels_last:
+        _said_channels_last.add((chosen, channels, image_size))
+        where = "the GPU" if on_gpu else f"the CPU (used for grey images up to {CPU_CHANNELS_LAST_MAX_PX} px)"
+        log.info("trainer.channels_last=auto: %s for %d-channel %d px images on %s", "on" if chosen else "off",
+                 channels, image_size, where)
     return chosen
 
 
-def prepare_module(module: pl.LightningModule, settings: TrainerSettings, image_size: int) -> pl.LightningModule:
+def prepare_module(module: pl.LightningModule, settings: TrainerSettings, channels: int,
+                   image_size: int) -> pl.LightningModule:
     """Fast path options (CPU and GPU): channels_last memory format and torch.compile of the encoder.
 
     Converting the weights is enough: convolutions with channels_last weights produce channels_last outputs,
     and the batched augmentation before the encoder works on either layout.
     """
-    if use_channels_last(settings, image_size):
+    if use_channels_last(settings, channels, image_size):
         module = module.to(memory_format=torch.channels_last)
     if settings.compile:
         module.encoder.compile()  # in place: state-dict keys stay the same
