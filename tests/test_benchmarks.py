@@ -120,38 +120,3 @@ def test_memory_cell_overrides_let_the_user_replace_defaults():
                                               "trainer=gpu"]
     assert cell_overrides(False, True, ["profile=smoke", "trainer=cpu"]) == [
         "+experiment=simclr", "data.fraction=0.25", "profile=smoke", "trainer=cpu"]
-
-
-def test_grid_time_tiny_measures_both_variants():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.grid_time", "--tiny"], cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    for name in ("grid wall time (reuse)", "grid wall time (no reuse)", "pretext stage total (no reuse)"):
-        assert name in result.stdout
-    assert "4 cells ok" in result.stdout
-
-
-@pytest.mark.parametrize(("command", "figures"), [
-    (["benchmarks.cpu_paths", "--backbones", "compact", "--paths", "nchw,channels_last"],
-     [f"{m}/compact {k}" for m in ("rotation", "rotation_jitter", "simclr", "classifier")
-      for k in ("nchw", "channels_last", "channels_last/nchw")]),
-    (["benchmarks.threads"], ["alone, 2 threads: per process", "2 processes x 1 thread: total",
-                              "2 processes x 2 threads, PASSIVE: total"]),
-])
-def test_cpu_fast_path_benchmarks_print_their_figures(command, figures):
-    done = subprocess.run([sys.executable, "-m", *command, "--tiny", "--repeats", "1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for figure in figures:
-        assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}", done.stdout, re.MULTILINE), figure
-
-
-def test_data_scale_tiny_measures_the_store_and_both_cells_of_a_sweep():
-    done = subprocess.run([sys.executable, "-m", "benchmarks.data_scale", "--tiny", "--repeats", "1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for figure in ("store build, 1 decode worker (60 tiles)", "second cell of the sweep: time to first step",
-                   "first cell: peak RssAnon", "second cell: peak RssAnon", "sweep process: peak RSS",
-                   "loader: store/in-memory", "pretext (rotation) store/in-memory"):
-        assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}\s+{NUMBER}\s", done.stdout, re.MULTILINE), figure
-    assert re.search(r"second cell of the sweep \(simclr\): first training step after [\d.]+ s", done.stdout)
