@@ -44,7 +44,11 @@ def test_union_with_an_unlabeled_folder_trains_once_and_keys_correctly(cli, tmp_
     assert [cell["status"] for cell in cells] == ["ok", "ok"]
     assert {cell["pretext_data"] for cell in cells} == {"target+unlabeled_folder"}
     assert len({cell["pretext_key"] for cell in cells}) == 1  # the fraction does not change the key
-    assert log_text(tmp_path / "multirun").count("training pretext stage") == 1
+    logs = log_text(tmp_path / "multirun")
+    assert logs.count("training pretext stage") == 1
+    # the grid decodes each folder once (the target's slides and the kidney folder); the second cell maps both
+    assert logs.count("images decoded in") == 2, logs
+    assert logs.count("images reused") == 2, logs
 
     alone = cli(*base, "data.fraction=0.5")
     assert alone.returncode == 0, alone.stderr[-3000:]
