@@ -61,10 +61,14 @@ def check_accelerator(settings: TrainerSettings) -> None:
 _said_no_sync_batchnorm = False
 
 
+def _on_gpu(settings: TrainerSettings) -> bool:
+    return settings.accelerator in ("gpu", "cuda") or (settings.accelerator == "auto" and torch.cuda.is_available())
+
+
 def uses_sync_batchnorm(settings: TrainerSettings) -> bool:
     """SyncBatchNorm only works on GPU modules: with another accelerator it is skipped, and the log says so once."""
     global _said_no_sync_batchnorm
-    on_gpu = settings.accelerator in ("gpu", "cuda") or (settings.accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = _on_gpu(settings)
     if settings.sync_batchnorm and not on_gpu and not _said_no_sync_batchnorm:
         _said_no_sync_batchnorm = True
         log.info("trainer.sync_batchnorm ignored: SyncBatchNorm needs GPUs, accelerator is %s "
@@ -107,7 +111,7 @@ def use_channels_last(settings: TrainerSettings, channels: int, image_size: int)
     choice = settings.channels_last
     if isinstance(choice, bool):
         return choice
-    on_gpu = settings.accelerator in ("gpu", "cuda") or (settings.accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = _on_gpu(settings)
     chosen = on_gpu or (channels == 1 and image_size <= CPU_CHANNELS_LAST_MAX_PX)
     if (chosen, channels, image_size) not in _said_channels_last:
         _said_channels_last.add((chosen, channels, image_size))
