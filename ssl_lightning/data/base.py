@@ -32,6 +32,9 @@ class ImageSet:
     # Folders only: absolute path of every image, row for row (the leakage guard compares them by content).
     train_files: np.ndarray | None = None
     test_files: np.ndarray | None = None
+    # Group id (patient, slide) of every image, row for row, as strings; None = one group per image.
+    train_groups: np.ndarray | None = None
+    test_groups: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
