@@ -1,15 +1,20 @@
-"""The downstream stage: train a classifier on the labelled fraction until validation accuracy stops rising
-(early stopping), pick the best epoch (and, when asked, learning rate and probe layer) on the validation split,
-and touch the test split once with that checkpoint."""
+"""The downstream stage: train a classifier on the labelled fraction until the monitored validation metric stops
+rising (early stopping), pick the best epoch (and, when asked, learning rate and probe layer) on the validation
+split, and touch the test split once with that checkpoint.
+
+The monitored metric is `downstream.monitor` (accuracy, or balanced accuracy for imbalanced labelled classes).
+A candidate of the lr grid whose loss diverges is dropped; without validation the stage refuses to choose unless
+`downstream.select=last` asks for the last epoch."""
 
 from __future__ import annotations
 
 import copy
 import json
 import logging
+import math
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -20,11 +25,21 @@ from ssl_lightning.atomic import write_json
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
+from ssl_lightning.downstream_selection import (
+    METRICS,
+    no_validation_message,
+    resolve_monitor,
+    selected_on,
+    validation_key,
+)
 from ssl_lightning.embeddings import save_test_embeddings
-from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.errors import UserError
+from ssl_lightning.finite_guard import DivergenceError
+from ssl_lightning.methods.classifier import CHECKPOINT_VALIDATION, Classifier
+from ssl_lightning.metrics import ClassificationMetrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
-from ssl_lightning.settings import RunSettings
+from ssl_lightning.settings import DownstreamSettings, RunSettings
 from ssl_lightning.trainer_factory import build_trainer, prepare_module
 
 log = logging.getLogger(__name__)
@@ -32,16 +47,46 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DownstreamOutcome:
+    """What one downstream protocol hands back; `as_results` gives its results.json fields.
+
+    Any protocol that ends in test-set class probabilities fills `metrics` with `classification_metrics`.
+    """
+
     test_loss: float
-    test_acc: float
-    per_class_acc: list[float]
-    best_val_acc: float
+    metrics: ClassificationMetrics
     best_epoch_checkpoint: Path
     epochs: int
     seconds: float
+    monitor: str = "acc"  # the resolved validation metric (`downstream.monitor`)
+    selected_on: str = "best_val_acc"  # best_val_<monitor> | last
+    validation: dict[str, float] = field(default_factory=dict)  # validation metrics of the tested checkpoint
     best_epoch: int = 0  # 1-based epoch of the tested checkpoint
     chosen_lr: float = 0.0
     probe_layer: int | str = "last"
+    diverged: list[dict[str, object]] = field(default_factory=list)  # candidates dropped because they diverged
+
+    @property
+    def test_acc(self) -> float:
+        return self.metrics.acc
+
+    @property
+    def per_class_acc(self) -> list[float]:
+        return list(self.metrics.per_class_acc)
+
+    @property
+    def best_val_acc(self) -> float | None:
+        return self.validation.get("acc")
+
+    def as_results(self, classes: list[str]) -> dict[str, object]:
+        """The downstream fields of results.json (validation values are null when there was no validation)."""
+        values: dict[str, object] = {"test_loss": self.test_loss, **self.metrics.as_results(),
+                                     "per_class_acc": dict(zip(classes, self.per_class_acc, strict=False)),
+                                     "monitor": self.monitor, "selected_on": self.selected_on}
+        for metric in METRICS:
+            values[f"best_val_{metric}"] = self.validation.get(metric)
+        values.update(best_epoch=self.best_epoch, chosen_lr=self.chosen_lr, probe_layer=self.probe_layer,
+                      diverged_candidates=list(self.diverged))
+        return values
 
 
 @dataclass(frozen=True)
@@ -56,10 +101,24 @@ class Candidate:
 @dataclass
 class Fitted:
     candidate: Candidate
-    best_val_acc: float
-    best_path: Path
-    best_epoch: int
-    epochs: int
+    score: float  # the monitored validation metric of the selected checkpoint (NaN without validation)
+    validation: dict[str, float]  # every validation metric of the selected checkpoint's epoch
+    path: Path  # the selected checkpoint
+    epoch: int  # its 1-based epoch
+    epochs: int  # epochs run
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How every candidate of one cell is fitted and chosen."""
+
+    monitor: str  # acc | balanced_acc (resolved)
+    select: str  # best | last
+    has_validation: bool
+
+    @property
+    def key(self) -> str:
+        return validation_key(self.monitor)
 
 
 def _candidates(settings: RunSettings, encoder: Encoder) -> list[Candidate]:
@@ -87,42 +146,119 @@ def _classifier(settings: RunSettings, encoder: Encoder, images: ImageSet, candi
     return prepare_module(module, settings.trainer, images.channels, images.image_size[0])
 
 
-def _checkpoint_epoch(path: Path) -> int:
-    """1-based epoch at which a Lightning checkpoint was written (its `epoch` counts from 0)."""
-    return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", -1)) + 1
+def _read_checkpoint(path: Path) -> tuple[int, dict[str, float]]:
+    """(1-based epoch at which a Lightning checkpoint was written, the validation metrics of that epoch)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    validation = {str(k): float(v) for k, v in dict(checkpoint.get(CHECKPOINT_VALIDATION) or {}).items()}
+    return int(checkpoint.get("epoch", -1)) + 1, validation  # Lightning's `epoch` counts from 0
 
 
 def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: DownstreamDataModule,
-         candidate: Candidate, work_dir: Path) -> Fitted:
-    """Fit one candidate with early stopping on validation accuracy; resumable, and skipped once done."""
+         candidate: Candidate, work_dir: Path, selection: Selection) -> Fitted:
+    """Fit one candidate with early stopping on the monitored validation metric; resumable, skipped once done.
+
+    Raises DivergenceError (the finite guard) when its loss stops being finite.
+    """
     summary = work_dir / "fitted.json"
     if summary.is_file():
         done = json.loads(summary.read_text())
-        return Fitted(candidate, done["best_val_acc"], Path(done["best_path"]), done["best_epoch"], done["epochs"])
+        return Fitted(candidate, done["score"], done["validation"], Path(done["path"]), done["epoch"], done["epochs"])
     stage = settings.downstream
     module = _classifier(settings, encoder, images, candidate)
-    best = ModelCheckpoint(dirpath=str(work_dir), filename="best", monitor="downstream/val_acc", mode="max",
-                           save_top_k=1, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=str(work_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
-    callbacks: list = [best, last]
-    if stage.patience is not None:
-        callbacks.append(EarlyStopping(monitor="downstream/val_acc", mode="max", patience=stage.patience,
-                                       check_on_train_epoch_end=False))
+    best: ModelCheckpoint | None = None
+    callbacks: list = [last]
+    if selection.has_validation:
+        best = ModelCheckpoint(dirpath=str(work_dir), filename="best", monitor=selection.key, mode="max",
+                               save_top_k=1, enable_version_counter=False)
+        callbacks.insert(0, best)
+        if stage.patience is not None:
+            callbacks.append(EarlyStopping(monitor=selection.key, mode="max", patience=stage.patience,
+                                           check_on_train_epoch_end=False))
     trainer = build_trainer(settings.trainer, stage.epochs, work_dir / "tb", "downstream", callbacks,
                             stage.limit_train_batches, stage.limit_val_batches, work_dir)
     resume = work_dir / "last.ckpt"
     if resume.is_file():
         log.info("resuming the downstream stage from %s", resume)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
-    best_path = Path(best.best_model_path) if best.best_model_path else resume
-    score = best.best_model_score
-    fitted = Fitted(candidate, float(score) if score is not None else float("nan"), best_path,
-                    _checkpoint_epoch(best_path), int(trainer.current_epoch))
+    if selection.select == "last":
+        path = resume
+    elif best is not None and best.best_model_path:
+        path = Path(best.best_model_path)
+    else:  # never silently test the last epoch as if it had been chosen
+        raise NoValidationMetric(
+            f"no validation metric {selection.key} was logged ({len(data.val_set)} validation images), so no "
+            "checkpoint could be chosen on validation; give validation images or downstream.select=last")
+    epoch, validation = _read_checkpoint(path)
+    fitted = Fitted(candidate, validation.get(selection.monitor, float("nan")), validation, path, epoch,
+                    int(trainer.current_epoch))
     if trainer.is_global_zero:
-        write_json(summary, {"best_val_acc": fitted.best_val_acc, "best_path": str(best_path),
-                             "best_epoch": fitted.best_epoch, "epochs": fitted.epochs})
+        write_json(summary, {"monitor": selection.monitor, "select": selection.select, "score": fitted.score,
+                             "validation": validation, "path": str(path), "epoch": epoch, "epochs": fitted.epochs})
     return fitted
+
+
+class NoValidationMetric(RuntimeError):
+    """The monitored validation metric never appeared, and `downstream.select=last` was not given."""
+
+
+def check_validation_images(stage: DownstreamSettings, count: int) -> None:
+    """Before anything trains: a label split without validation images (e.g. every class too small to spare
+    one) cannot choose a checkpoint; one-line UserError unless `downstream.select=last` was given."""
+    if count > 0:
+        return
+    message = no_validation_message("the label split has no validation images and", stage.select,
+                                    len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best")
+    if message:
+        raise UserError(message)
+
+
+def _labelled_per_class(images: ImageSet, split: LabelSplit) -> list[int]:
+    labels = images.train_labels[torch.as_tensor(split.labeled, dtype=torch.long)]
+    return [int(c) for c in torch.bincount(labels, minlength=images.num_classes)]
+
+
+def _selection(settings: RunSettings, images: ImageSet, split: LabelSplit) -> Selection:
+    stage = settings.downstream
+    counts = _labelled_per_class(images, split)
+    monitor = resolve_monitor(stage.monitor, counts)
+    if stage.monitor == "auto":
+        log.info("downstream.monitor=auto: validation %s (labelled images per class %s)",
+                 "balanced accuracy" if monitor == "balanced_acc" else "accuracy", "/".join(map(str, counts)))
+    has_validation = len(split.selection_val) > 0 and float(stage.limit_val_batches) > 0
+    return Selection(monitor, stage.select, has_validation)
+
+
+def _fit_candidates(settings: RunSettings, encoder: Encoder, images: ImageSet, data: DownstreamDataModule,
+                    work_dir: Path, selection: Selection) -> tuple[list[tuple[Fitted, Path]], list[dict[str, object]]]:
+    """Fit every candidate; one whose loss diverges is logged and dropped. Raises only when all diverged."""
+    candidates = _candidates(settings, encoder)
+    fitted, diverged, errors = [], [], []
+    for candidate in candidates:
+        folder = work_dir if len(candidates) == 1 else work_dir / f"candidate{candidate.index}"
+        if len(candidates) > 1:
+            log.info("downstream candidate %d/%d: lr=%g probe_layer=%s", candidate.index + 1, len(candidates),
+                     candidate.lr, candidate.layer)
+        try:
+            fitted.append((_fit(settings, encoder, images, data, candidate, folder, selection), folder))
+        except DivergenceError as error:
+            if len(candidates) == 1:
+                raise
+            log.warning("downstream candidate lr=%g probe_layer=%s diverged and is dropped: %s", candidate.lr,
+                        candidate.layer, error)
+            diverged.append({"lr": candidate.lr, "probe_layer": candidate.layer})
+            errors.append(error)
+    if not fitted:
+        raise DivergenceError(f"every one of the {len(candidates)} downstream candidates diverged (lr "
+                              f"{', '.join(f'{c.lr:g}' for c in candidates)}); first: {errors[0]}")
+    return fitted, diverged
+
+
+def _rank(fitted: Fitted) -> tuple[float, int]:
+    """Higher validation score first, then the earlier candidate; a NaN score ranks last."""
+    score = fitted.score if math.isfinite(fitted.score) else float("-inf")
+    return score, -fitted.candidate.index
 
 
 def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, split: LabelSplit,
@@ -136,43 +272,43 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         images.test_labels, stage.batch_size, settings.data.eval_batch_size, settings.data.num_workers,
         settings.data.pin_memory, seed=settings.seed,
     )
-    candidates = _candidates(settings, encoder)
-    fitted = []
-    for candidate in candidates:
-        folder = work_dir if len(candidates) == 1 else work_dir / f"candidate{candidate.index}"
-        if len(candidates) > 1:
-            log.info("downstream candidate %d/%d: lr=%g probe_layer=%s", candidate.index + 1, len(candidates),
-                     candidate.lr, candidate.layer)
-        fitted.append((_fit(settings, encoder, images, data, candidate, folder), folder))
-    (chosen, chosen_dir) = max(fitted, key=lambda pair: (pair[0].best_val_acc, -pair[0].candidate.index))
-    if len(candidates) > 1:
-        log.info("chosen on validation: lr=%g probe_layer=%s (val_acc %.4f)", chosen.candidate.lr,
-                 chosen.candidate.layer, chosen.best_val_acc)
+    selection = _selection(settings, images, split)
+    fitted, diverged = _fit_candidates(settings, encoder, images, data, work_dir, selection)
+    (chosen, chosen_dir) = max(fitted, key=lambda pair: _rank(pair[0]))
+    if len(fitted) + len(diverged) > 1:
+        log.info("chosen on validation: lr=%g probe_layer=%s (val_%s %.4f)", chosen.candidate.lr,
+                 chosen.candidate.layer, selection.monitor, chosen.score)
     module = _classifier(settings, encoder, images, chosen.candidate)
     # The test metrics join the chosen candidate's curves (same TensorBoard run, one more event file).
     tester = build_trainer(settings.trainer, stage.epochs, chosen_dir / "tb", "downstream", [], 1.0, 1.0, chosen_dir)
-    checkpoint = torch.load(chosen.best_path, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(chosen.path, map_location="cpu", weights_only=True)
     module.load_state_dict(checkpoint["state_dict"])
+    module.test_groups = images.test_groups
     results = tester.test(module, datamodule=data, verbose=False)
-    metrics = results[0] if results else {}
+    logged = results[0] if results else {}
+    metrics = module.test_metrics
+    if metrics is None or not torch.equal(module.test_labels_seen, images.test_labels.long().cpu()):
+        raise RuntimeError("the gathered test predictions do not line up with the test split (test loader order)")
     kept = run_dir / "checkpoints" / "best.ckpt"
     if tester.is_global_zero:
         kept.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(chosen.best_path, kept)
+        shutil.copy2(chosen.path, kept)
         tb_target = run_dir / "tb" / "downstream"
         shutil.rmtree(tb_target, ignore_errors=True)
         shutil.copytree(chosen_dir / "tb" / "downstream", tb_target)
         # the tested encoder's test-set embeddings, for the report's 2-D maps
         save_test_embeddings(module.encoder, images, run_dir, settings.data.split_seed, settings.data.eval_batch_size)
     return DownstreamOutcome(
-        test_loss=float(metrics.get("test/loss", float("nan"))),
-        test_acc=float(metrics.get("test/acc", float("nan"))),
-        per_class_acc=list(module.per_class_accuracy),
-        best_val_acc=chosen.best_val_acc,
+        test_loss=float(logged.get("test/loss", float("nan"))),
+        metrics=metrics,
         best_epoch_checkpoint=kept,
         epochs=chosen.epochs,
         seconds=time.perf_counter() - started,
-        best_epoch=chosen.best_epoch,
+        monitor=selection.monitor,
+        selected_on=selected_on(selection.select, selection.monitor),
+        validation=chosen.validation,
+        best_epoch=chosen.epoch,
         chosen_lr=chosen.candidate.lr,
         probe_layer=chosen.candidate.layer,
+        diverged=diverged,
     )

@@ -31,7 +31,7 @@ from ssl_lightning.data.pretext_sources import (
     to_channels,
 )
 from ssl_lightning.distributed import forget_shared, is_global_zero
-from ssl_lightning.downstream_stage import run_downstream
+from ssl_lightning.downstream_stage import check_validation_images, run_downstream
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init, init_identity
@@ -86,6 +86,7 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,
                              settings.data.val_split, images.classes, settings.data.val_per_label,
                              settings.data.balance)
+    check_validation_images(settings.downstream, len(split.selection_val))
     sources = source_configs(settings.pretext_data, settings.data) if settings.method else {}
     check_pretext_leakage(sources, settings.data, images, split.val)
     loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
@@ -152,12 +153,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
                                "init": init_identity(settings.backbone.init), "seed": settings.seed})
         work_dir = settings.cache_dir / "cells" / cell_key
         down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
-        results.update(
-            status="ok", test_loss=down.test_loss, test_acc=down.test_acc,
-            per_class_acc=dict(zip(images.classes, down.per_class_acc, strict=False)),
-            best_val_acc=down.best_val_acc, checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)),
-            best_epoch=down.best_epoch, chosen_lr=down.chosen_lr, probe_layer=down.probe_layer,
-        )
+        results.update(status="ok", **down.as_results(images.classes),
+                       checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)))
         results["seconds"]["downstream"] = round(down.seconds, 2)
         results["epochs"]["downstream"] = down.epochs
     except Exception as error:  # a failed cell is recorded, it does not sink a sweep

@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.downstream_selection import MONITORS, SELECTS, no_validation_message
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.classifier import PROTOCOLS
@@ -65,6 +66,8 @@ class DownstreamSettings:
     patience: int | None = None
     lr_grid: tuple[float, ...] | None = None
     probe_layer: str | int = "last"
+    monitor: str = "auto"  # acc | balanced_acc | auto (downstream_selection.resolve_monitor)
+    select: str = "best"  # best: the best-validation checkpoint; last: the last epoch (needed without validation)
 
 
 @dataclass(frozen=True)
@@ -107,20 +110,41 @@ def _pretext(values: dict[str, Any], params: MethodParams | None) -> PretextSett
     )
 
 
-def _downstream(values: dict[str, Any]) -> DownstreamSettings:
+def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
     protocol, head = values.get("protocol", "finetune"), values.get("head", "linear")
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)} (downstream=<name>)")
     if head not in HEADS:
         raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
-    return DownstreamSettings(
+    stage = DownstreamSettings(
         protocol=protocol, head=head, epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
         optim=_optim(values, "downstream"), augment=bool(values.get("augment", True)),
         limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
         patience=_patience(values.get("patience")), lr_grid=_lr_grid(values.get("lr_grid")),
         probe_layer=_probe_layer(values.get("probe_layer", "last")),
+        monitor=_choice(values.get("monitor", "auto"), MONITORS, "monitor"),
+        select=_choice(values.get("select", "best"), SELECTS, "select"),
     )
+    _check_selection(stage, data)
+    return stage
+
+
+def _choice(value: Any, valid: tuple[str, ...], key: str) -> str:
+    if value not in valid:
+        raise UserError(f"downstream.{key}={value!r} unknown; valid: {', '.join(valid)}")
+    return str(value)
+
+
+def _check_selection(stage: DownstreamSettings, data: DataConfig) -> None:
+    """Without validation images nothing can be chosen on validation: refuse before anything trains instead of
+    testing the last epoch as if it had been chosen, unless `downstream.select=last` says so explicitly."""
+    if float(data.val_split) > 0 and float(stage.limit_val_batches) > 0:
+        return
+    why = "data.val_split=0" if not float(data.val_split) > 0 else "downstream.limit_val_batches=0"
+    message = no_validation_message(why, stage.select, len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best")
+    if message:
+        raise UserError(message)
 
 
 def _patience(value: Any) -> int | None:
@@ -181,7 +205,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
         pretext=_pretext(resolved["pretext"], params),
-        downstream=_downstream(resolved["downstream"]),
+        downstream=_downstream(resolved["downstream"], data),
         trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
         cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,
         pretext_data=dict(resolved.get("pretext_data") or {}),
