@@ -214,14 +214,17 @@ def check_validation_images(stage: DownstreamSettings, count: int) -> None:
         raise UserError(message)
 
 
-def _labelled_per_class(images: ImageSet, split: LabelSplit) -> list[int]:
+def labelled_per_class(images: ImageSet, split: LabelSplit) -> list[int]:
+    """Labelled training images per class (what `downstream.monitor=auto` looks at)."""
     labels = images.train_labels[torch.as_tensor(split.labeled, dtype=torch.long)]
     return [int(c) for c in torch.bincount(labels, minlength=images.num_classes)]
 
 
-def _selection(settings: RunSettings, images: ImageSet, split: LabelSplit) -> Selection:
+def selection_for(settings: RunSettings, images: ImageSet, split: LabelSplit) -> Selection:
+    """The resolved monitor (`auto` by the labelled class sizes), `downstream.select`, and whether there is
+    validation data; shared by every downstream protocol so that all of them choose the same way."""
     stage = settings.downstream
-    counts = _labelled_per_class(images, split)
+    counts = labelled_per_class(images, split)
     monitor = resolve_monitor(stage.monitor, counts)
     if stage.monitor == "auto":
         log.info("downstream.monitor=auto: validation %s (labelled images per class %s)",
@@ -272,7 +275,7 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         images.test_labels, stage.batch_size, settings.data.eval_batch_size, settings.data.num_workers,
         settings.data.pin_memory, seed=settings.seed,
     )
-    selection = _selection(settings, images, split)
+    selection = selection_for(settings, images, split)
     fitted, diverged = _fit_candidates(settings, encoder, images, data, work_dir, selection)
     (chosen, chosen_dir) = max(fitted, key=lambda pair: _rank(pair[0]))
     if len(fitted) + len(diverged) > 1:
