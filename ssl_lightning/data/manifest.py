@@ -9,6 +9,7 @@ row 1). Pixels go through the same image store as folders, and the same groups, 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def load(config: DataConfig) -> ImageSet:
         order = np.concatenate([order[np.asarray(rows.splits) == s] for s in SPLITS])
     files = [rows.files[i] for i in order]
     labels = [classes.index(rows.labels[i]) for i in order]
-    root = Path(np.commonpath([str(file.parent) for file in files]))
+    root = Path(os.path.commonpath([str(file.parent) for file in files]))
     decoded = decode_files(root, files, labels, config)
     kept_rows = order[decoded.kept]
     kept_groups = None if groups is None else groups[kept_rows]
