@@ -49,9 +49,9 @@ def grouped_test_split(labels: np.ndarray, groups: np.ndarray | None, test_split
             if not np.any(labels[test] == cls) or not np.any(labels[train] == cls):
                 count = index.count_groups(everything[labels == cls])
                 raise UserError(f"class {classes[int(cls)]!r} has images in {count} group(s), too few to put it on "
-                                "both sides of a test split by group; add groups of that class, give train/ and test/ "
-                                "folders (or a manifest's split column), or set data.group_by=none (then one "
-                                "patient's images may sit on both sides)")
+                                "both sides of a test split by group; add groups of that class, name the patient "
+                                "level (data.group_by=folder:<k> or a regex), give train/ and test/ folders (or a "
+                                "manifest's split column), or set data.group_by=none (patients may then leak)")
     return train, test
 
 
