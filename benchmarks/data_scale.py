@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         report.add(f"store build, {cores} decode workers ({len(sample):,} tiles)", "images/s", many)
 
         overrides = ["data=imagefolder", f"data.root={tiles}", "data.include=**/x40/*.jpg", "data.fraction=0.05",
-                     "data.eval_batch_size=64", "profile=smoke", "trainer=cpu"]  # 224 px evaluation on CPU: small
+                     "data.eval_batch_size=64", "profile=smoke", "trainer=cpu",  # 224 px evaluation on CPU: small
+                     "data.group_by=none"]  # the tiles' 7 patient folders span every class: split per image
         experiments = ["rotation", "simclr"]
         (first, second), peak_rss = run_sweep(experiments, overrides, work)
         cells = {"first": first, "second": second}
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         report.add("sweep process: peak RSS", "GB", [peak_rss])
 
         mapped = load_imagefolder(DataConfig(name="imagefolder", root=str(tiles), include="**/x40/*.jpg",
+                                             group_by="none",
                                              image_cache=str(work / "cell_cache" / "images"))).train_images
         subset = min(len(mapped), 16 if args.tiny else 4000)  # the in-memory copy must fit in RAM
         in_memory = take(mapped, np.arange(subset))

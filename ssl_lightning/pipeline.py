@@ -20,7 +20,8 @@ from ssl_lightning import settings as settings_module
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.fractions import LabelSplit, make_label_split
-from ssl_lightning.data.leakage import check_pretext_leakage
+from ssl_lightning.data.leakage import check_group_leakage, check_pretext_leakage
+from ssl_lightning.data.manifest import manifest_identity
 from ssl_lightning.data.pretext_sources import (
     PretextImages,
     assemble,
@@ -37,7 +38,7 @@ from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init, init_identity
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
-from ssl_lightning.results import git_commit, write_results, write_subset
+from ssl_lightning.results import git_commit, split_fields, write_results, write_subset
 from ssl_lightning.settings import RunSettings
 from ssl_lightning.trainer_factory import check_accelerator
 
@@ -50,7 +51,8 @@ def _data_identity(settings: RunSettings) -> dict[str, Any]:
     identity = {"name": data.name, "root": str(Path(data.root).expanduser().resolve()) if data.root else None,
                 "include": data.include, "balance": data.balance, "image_size": data.image_size,
                 "test_split": data.test_split, "test_split_seed": data.test_split_seed,
-                "val_split": data.val_split, "split_seed": data.split_seed}
+                "val_split": data.val_split, "val_seed": data.validation_seed, "group_by": data.group_by,
+                "manifest": manifest_identity(data.manifest)}
     if data.name == "synthetic":
         identity.update(num_classes=data.num_classes, train_size=data.train_size, channels=data.channels,
                         synthetic_seed=data.synthetic_seed)
@@ -85,8 +87,10 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     images = load_dataset(settings.data)
     split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,
                              settings.data.val_split, images.classes, settings.data.val_per_label,
-                             settings.data.balance)
+                             settings.data.balance, groups=images.train_groups, val_seed=settings.data.validation_seed,
+                             labels_per_class=settings.data.labels_per_class)
     check_validation_images(settings.downstream, len(split.selection_val))
+    check_group_leakage(images, split.labeled, split.val, split.pool)
     sources = source_configs(settings.pretext_data, settings.data) if settings.method else {}
     check_pretext_leakage(sources, settings.data, images, split.val)
     loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
@@ -113,7 +117,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     settings, images, split, encoder = cell.settings, cell.images, cell.split, cell.encoder
     labels = images.train_labels.numpy()
     per_class = write_subset(run_dir, split, labels, images.classes, settings.data.fraction,
-                             settings.data.split_seed) if is_global_zero() else {}
+                             settings.data.split_seed, settings.data.validation_seed, settings.data.labels_per_class,
+                             images.train_groups, images.test_groups) if is_global_zero() else {}
     log.info("%s: %d labelled images (%s), %d validation (of a pool of %d), %d test; %s", settings.experiment,
              len(split.labeled), ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.selection_val),
              len(split.val), len(images.test_labels), "; ".join(images.notes))
@@ -124,6 +129,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         "labeled_per_class": per_class, "num_labeled": int(len(split.labeled)),
         "num_val": int(len(split.selection_val)), "num_val_pool": int(len(split.val)),
         "num_test": int(len(images.test_labels)), "classes": images.classes, "subset_file": "subset.json",
+        **split_fields(split, images, settings.data),
         "git_commit": git_commit(), "config": settings.config, "seconds": {}, "epochs": {},
         "pretext_key": None, "pretext_reused": False, "init": settings.backbone.init,
         "pretext_data": cell.pretext.label if cell.pretext else None,
@@ -149,6 +155,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             results["batchnorm_reestimated_on"] = used
         cell_key = config_key({"pretext": results["pretext_key"], "experiment": settings.experiment,
                                "data": _data_identity(settings), "fraction": settings.data.fraction,
+                               "split_seed": settings.data.split_seed,
+                               "labels_per_class": settings.data.labels_per_class,
                                "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
                                "init": init_identity(settings.backbone.init), "seed": settings.seed})
         work_dir = settings.cache_dir / "cells" / cell_key

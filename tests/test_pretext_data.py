@@ -36,7 +36,8 @@ def test_union_with_an_unlabeled_folder_trains_once_and_keys_correctly(cli, tmp_
     _image_tree(tmp_path / "slides")
     _write_pngs(tmp_path / "kidney" / "case1", 15, seed=7, gray=True)  # grey: reconciled to RGB
     base = ["+experiment=rotation", "data=imagefolder", f"data.root={tmp_path / 'slides'}",
-            "data.include=**/x40/*.png", "data.image_size=16", "profile=smoke"]
+            "data.include=**/x40/*.png", "data.image_size=16", "profile=smoke",
+            "data.group_by=none"]  # two patients per class: too few for a split by patient
     union = ["pretext_data=[target,unlabeled_folder]", f"pretext_data.unlabeled_folder.root={tmp_path / 'kidney'}"]
     done = cli(*base, *union, "data.fraction=0.5,1.0", multirun=True)
     assert done.returncode == 0, done.stderr[-3000:]

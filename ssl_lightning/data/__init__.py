@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from ssl_lightning.data import cifar10, fashion_mnist, imagefolder, stl10, synthetic, unlabeled_folder
+from ssl_lightning.data import cifar10, fashion_mnist, imagefolder, manifest, stl10, synthetic, unlabeled_folder
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
@@ -14,6 +15,7 @@ LOADERS: dict[str, Callable[[DataConfig], ImageSet]] = {
     "cifar10": cifar10.load,
     "stl10": stl10.load,
     "imagefolder": imagefolder.load,
+    "manifest": manifest.load,
     "synthetic": synthetic.load,
 }
 # Data sets without labels: valid as pretext data only.
@@ -29,6 +31,10 @@ def load_dataset(config: DataConfig, pretext_only: bool = False) -> ImageSet:
             raise UserError(f"{config.name!r} has no labels and can only be pretext data "
                             f"(pretext_data=[target,{config.name}]); for data= use: {', '.join(sorted(LOADERS))}")
         raise UserError(f"unknown data set {config.name!r}; valid: {', '.join(sorted(loaders))} (data=<name>)")
+    if pretext_only and config.group_by != "none":
+        # Pretext data only gives its training images, unlabelled: its own test split is dropped, so drawing it
+        # by group would only add ways to fail. The target's groups are guarded in pipeline.prepare.
+        config = replace(config, group_by="none")
     return loader(config)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
 
 
@@ -15,13 +16,17 @@ class DataConfig:
     name: str = "fashion_mnist"
     root: str | None = None
     fraction: float = 1.0
+    labels_per_class: int | None = None  # a label budget by count instead of a fraction (exclusive with it)
     split_seed: int = 0
+    val_seed: int | None = None  # carves the validation pool (and so the pretext pool); None = split_seed
     val_split: float = 0.1
     val_per_label: float | None = 0.2
     test_split: float = 0.2
     test_split_seed: int = 42
     image_size: int | None = None
     include: str | None = None
+    group_by: str = "auto"  # auto | none | folder:<k> | a regex whose first group is the group id (data/groups.py)
+    manifest: str | None = None  # data=manifest: the CSV file (columns path,label and optional group,split)
     balance: bool = False
     download: bool = True
     on_bad_image: str = "error"
@@ -47,7 +52,23 @@ class DataConfig:
         config.validate()
         return config
 
+    @property
+    def validation_seed(self) -> int:
+        """The seed the validation pool is carved with."""
+        return int(self.split_seed if self.val_seed is None else self.val_seed)
+
     def validate(self) -> None:
+        parse_rule(self.group_by)
+        if self.labels_per_class is not None:
+            count = self.labels_per_class
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise UserError(f"data.labels_per_class={count} must be a whole number >= 1 (or null: use "
+                                "data.fraction)")
+            if float(self.fraction) != 1.0:
+                raise UserError(f"data.labels_per_class={count} and data.fraction={self.fraction} both set the label "
+                                "budget; keep data.fraction=1.0 with labels_per_class, or set labels_per_class=null")
+        if self.name == "manifest" and not self.manifest:
+            raise UserError("data=manifest needs data.manifest=/path/to/file.csv (columns path,label[,group,split])")
         if not 0.0 < float(self.fraction) <= 1.0:
             raise UserError(f"data.fraction={self.fraction} is outside (0, 1]; use e.g. data.fraction=0.25")
         if not 0.0 <= float(self.val_split) < 1.0:

@@ -95,3 +95,34 @@ def check_pretext_leakage(sources: dict[str, DataConfig | None], target_config: 
         if held:
             raise UserError(f"pretext_data.{entry} holds {_describe(held, index.kind)} ({root}); "
                             "point it at a folder without them")
+
+
+def _group_set(groups: np.ndarray | None, rows: np.ndarray | None = None) -> set[str] | None:
+    if groups is None:
+        return None
+    return set(np.asarray(groups if rows is None else groups[np.asarray(rows, dtype=np.int64)]).astype(str).tolist())
+
+
+def check_group_leakage(target: ImageSet, labeled: np.ndarray, val: np.ndarray, pool: np.ndarray) -> None:
+    """UserError naming a group (patient, slide) found in two of {labelled training, validation, test}, or a test
+    group among the pretext pool's images. The pretext stage may see validation images: it never sees labels.
+
+    The splits drawn here keep groups whole, so this fires on an official split (train/ and test/ folders, a
+    manifest's split column) that puts one patient on both sides, before anything trains."""
+    parts = {"labelled training images": _group_set(target.train_groups, labeled),
+             "validation pool": _group_set(target.train_groups, val),
+             "test split": _group_set(target.test_groups),
+             "pretext pool (training images outside the validation pool)": _group_set(target.train_groups, pool)}
+    pairs = (("labelled training images", "test split"), ("validation pool", "test split"),
+             ("labelled training images", "validation pool"),
+             ("pretext pool (training images outside the validation pool)", "test split"))
+    for first, second in pairs:
+        a, b = parts[first], parts[second]
+        if a is None or b is None:
+            continue
+        shared = sorted(a & b)
+        if shared:
+            more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
+            raise UserError(f"group {shared[0]!r}{more} is in both the {first} and the {second}; keep each "
+                            "patient/slide on one side (fix the train/ and test/ folders or the manifest's split "
+                            "column, or check data.group_by)")

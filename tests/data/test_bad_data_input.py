@@ -19,7 +19,8 @@ from tests.conftest import run_cli
 from tests.data.writers import write_png
 
 COMMON = ("profile=smoke",)
-VALID_NAMES = "cifar10, fashion_mnist, imagefolder, stl10, synthetic"
+VALID_NAMES = "cifar10, fashion_mnist, imagefolder, manifest, stl10, synthetic"
+PER_IMAGE = "data.group_by=none"  # the trees name two patients per class: too few for a split by patient
 
 
 def image_tree(root: Path, classes: tuple[str, ...] = ("benign", "malignant"), per_class: int = 10) -> Path:
@@ -74,7 +75,7 @@ CASES: dict[str, Case] = {
     "imagefolder_unreadable_image": Case(lambda d: ["data=imagefolder", f"data.root={with_broken_image(d)}"],
                                          ("broken.png", "data.on_bad_image=skip")),
     "pretext_folder_is_the_target_folder": Case(
-        lambda d: ["data=imagefolder", f"data.root={image_tree(d / 'images')}",
+        lambda d: ["data=imagefolder", f"data.root={image_tree(d / 'images')}", PER_IMAGE,
                    "pretext_data=[target,unlabeled_folder]", f"pretext_data.unlabeled_folder.root={d / 'images'}"],
         ("pretext_data.unlabeled_folder holds", "of the target's test images", "point it at a folder without them"),
         "rotation"),
@@ -84,7 +85,7 @@ EMPTY_WORKING_FOLDER = "fraction_zero"  # run from a folder that holds nothing
 
 
 def _skip_args(folder: Path) -> list[str]:
-    return ["data=imagefolder", f"data.root={with_broken_image(folder)}", "data.on_bad_image=skip"]
+    return ["data=imagefolder", f"data.root={with_broken_image(folder)}", "data.on_bad_image=skip", PER_IMAGE]
 
 
 @pytest.fixture(scope="module")

@@ -311,9 +311,10 @@ def test_imagefolder_include_matching_nothing_in_a_class_is_a_user_error(tmp_pat
 
 def test_imagefolder_split_is_stratified_seeded_and_disjoint(tmp_path):
     write_histology_tree(tmp_path, {"benign": 8, "malignant": 12})
-    first = imagefolder(tmp_path, include="**/x40/*.png", test_split=0.25, test_split_seed=42)
-    again = imagefolder(tmp_path, include="**/x40/*.png", test_split=0.25, test_split_seed=42)
-    other = imagefolder(tmp_path, include="**/x40/*.png", test_split=0.25, test_split_seed=7)
+    per_image = {"include": "**/x40/*.png", "test_split": 0.25, "group_by": "none"}  # patients: test_groups.py
+    first = imagefolder(tmp_path, test_split_seed=42, **per_image)
+    again = imagefolder(tmp_path, test_split_seed=42, **per_image)
+    other = imagefolder(tmp_path, test_split_seed=7, **per_image)
     assert torch.bincount(first.test_labels).tolist() == [2, 3]
     assert torch.bincount(first.train_labels).tolist() == [6, 9]
     assert set(ids(first.train_images)).isdisjoint(ids(first.test_images))

@@ -1,0 +1,152 @@
+"""Images listed in a CSV manifest: columns `path,label` and optional `group` (patient, slide) and `split`.
+
+`path` is absolute or relative to the CSV's folder; `split` is `train` or `test` (an official split; without the
+column the test split is drawn by group as for folders). Rows are numbered as lines of the file (the header is
+row 1). Pixels go through the same image store as folders, and the same groups, splits and leakage guard apply;
+`data.group_by=auto` reads the `group` column when there is one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.folder_decode import decode_files
+from ssl_lightning.data.groups import log_group_counts, manifest_groups, parse_rule
+from ssl_lightning.data.imagefolder import grouped_test_split
+from ssl_lightning.errors import UserError
+from ssl_lightning.file_hash import file_sha256
+
+REQUIRED = ("path", "label")
+SPLITS = ("train", "test")
+
+
+@dataclass
+class ManifestRows:
+    """The manifest's rows, validated, in file order."""
+
+    files: list[Path]  # resolved
+    written: list[str]  # the path as written in the CSV
+    labels: list[str]
+    groups: list[str] | None
+    splits: list[str] | None
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    return "" if value is None else str(value).strip()
+
+
+def read_manifest(path: Path) -> ManifestRows:
+    """Parse and check the CSV: one-line UserError naming the row for a missing column, label, group or split,
+    a file that does not exist and a path listed twice."""
+    if not path.is_file():
+        raise UserError(f"data.manifest={path} does not exist; point it at a CSV with columns path,label")
+    with open(path, newline="", encoding="utf-8-sig") as stream:
+        reader = csv.DictReader(stream)
+        header = [name.strip() for name in reader.fieldnames or []]
+        reader.fieldnames = header
+        missing = [name for name in REQUIRED if name not in header]
+        if missing:
+            raise UserError(f"{path} row 1: no {missing[0]!r} column (header: {','.join(header) or 'empty'}); "
+                            "the manifest needs path,label and optionally group,split")
+        has_group, has_split = "group" in header, "split" in header
+        rows = ManifestRows([], [], [], [] if has_group else None, [] if has_split else None)
+        seen: dict[Path, int] = {}
+        for number, row in enumerate(reader, start=2):
+            written, label = _cell(row, "path"), _cell(row, "label")
+            if not written:
+                raise UserError(f"{path} row {number}: empty path")
+            if not label:
+                raise UserError(f"{path} row {number}: {written} has no label")
+            file = Path(written).expanduser()
+            file = (file if file.is_absolute() else path.parent / file).resolve()
+            if not file.is_file():
+                raise UserError(f"{path} row {number}: {file} does not exist (relative paths start at the CSV's "
+                                "folder)")
+            if file in seen:
+                raise UserError(f"{path} row {number}: {written} is listed again (first on row {seen[file]})")
+            seen[file] = number
+            if rows.groups is not None:
+                group = _cell(row, "group")
+                if not group:
+                    raise UserError(f"{path} row {number}: {written} has no group; give every row its patient/slide")
+                rows.groups.append(group)
+            if rows.splits is not None:
+                split = _cell(row, "split").lower()
+                if split not in SPLITS:
+                    raise UserError(f"{path} row {number}: split {_cell(row, 'split')!r} is not train or test")
+                rows.splits.append(split)
+            rows.files.append(file)
+            rows.written.append(written)
+            rows.labels.append(label)
+    if not rows.files:
+        raise UserError(f"{path} lists no images; add rows path,label")
+    _check_test_labels(path, rows)
+    return rows
+
+
+def _check_test_labels(path: Path, rows: ManifestRows) -> None:
+    """A label seen only in test rows is unknown to every classifier trained on the manifest."""
+    if rows.splits is None:
+        return
+    trained = {label for label, split in zip(rows.labels, rows.splits, strict=True) if split == "train"}
+    if not trained:
+        raise UserError(f"{path}: no row has split=train; mark the training images")
+    if "test" not in rows.splits:
+        raise UserError(f"{path}: no row has split=test; mark the test images or drop the split column")
+    for number, (label, split) in enumerate(zip(rows.labels, rows.splits, strict=True), start=2):
+        if split == "test" and label not in trained:
+            raise UserError(f"{path} row {number}: label {label!r} has no training row (unknown to the classifier)")
+
+
+def manifest_identity(manifest: str | None) -> dict[str, str] | None:
+    """What the manifest contributes to a store key: its resolved path and the sha256 of its bytes."""
+    if not manifest:
+        return None
+    path = Path(manifest).expanduser().resolve()
+    return {"path": str(path), "sha256": file_sha256(str(path)) if path.is_file() else ""}
+
+
+def load(config: DataConfig) -> ImageSet:
+    if not config.manifest:
+        raise UserError("data=manifest needs data.manifest=/path/to/file.csv (columns path,label[,group,split])")
+    path = Path(config.manifest).expanduser().resolve()
+    rows = read_manifest(path)
+    rule = parse_rule(config.group_by)
+    groups = manifest_groups(rule, rows.written, rows.groups)
+    classes = sorted(set(rows.labels))
+    order = np.arange(len(rows.files))
+    if rows.splits is not None:  # train rows first: one decode, one store entry for both parts
+        order = np.concatenate([order[np.asarray(rows.splits) == s] for s in SPLITS])
+    files = [rows.files[i] for i in order]
+    labels = [classes.index(rows.labels[i]) for i in order]
+    root = Path(os.path.commonpath([str(file.parent) for file in files]))
+    decoded = decode_files(root, files, labels, config)
+    kept_rows = order[decoded.kept]
+    kept_groups = None if groups is None else groups[kept_rows]
+    label_array = decoded.labels.numpy()
+    if rows.splits is not None:
+        is_train = np.asarray(rows.splits)[kept_rows] == "train"
+        train_idx, test_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    else:
+        train_idx, test_idx = grouped_test_split(label_array, kept_groups, config.test_split,
+                                                 config.test_split_seed, classes)
+    if kept_groups is not None:
+        log_group_counts(rule.describe(column=True), kept_groups, label_array, classes)
+    if len(train_idx) == 0:
+        raise UserError(f"no readable training images in {path}; check the files")
+    notes = [f"manifest {path}: {len(train_idx)} train / {len(test_idx)} test images, "
+             f"{decoded.images.shape[1]} channel(s)"]
+    return ImageSet(decoded.images[train_idx], decoded.labels[train_idx], decoded.images[test_idx],
+                    decoded.labels[test_idx], classes, notes=notes, train_files=decoded.files[train_idx],
+                    test_files=decoded.files[test_idx],
+                    train_groups=None if kept_groups is None else kept_groups[train_idx],
+                    test_groups=None if kept_groups is None else kept_groups[test_idx])
