@@ -97,6 +97,8 @@ RULES: tuple[Rule, ...] = (
     Rule("data.image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
     Rule("data.num_classes", int_at_least(2), "a whole number >= 2"),
     Rule("data.channels", lambda v: _integer(v) in (1, 3), "1 or 3"),
+    Rule("*max_image_pixels", int_at_least(1), "a whole number of pixels >= 1 or null (Pillow's limit)",
+         optional=True),
     Rule("*.train_size", int_at_least(1), POSITIVE_INT),
     Rule("*.test_size", int_at_least(1), POSITIVE_INT),
     Rule("trainer.channels_last", lambda v: v is True or v is False or v == "auto", "true, false or auto"),
