@@ -49,7 +49,7 @@ def _check_repeated_groups(overrides: list[Any], groups: set[str]) -> None:
     seen: dict[str, str] = {}
     for override in overrides:
         name = override.key_or_group
-        if name in groups and override.package is None:
+        if name in groups and override.package is None and override.is_add():  # a plain group=x twice: last wins
             if name in seen:
                 raise UserError(f"{name} is given twice ({seen[name]} and {override.input_line}); give it once, "
                                 f"or sweep with -m {'+' if name == 'experiment' else ''}{name}=a,b")

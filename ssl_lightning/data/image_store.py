@@ -152,12 +152,15 @@ class ImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
         lock = self.root / f"{key}.lock"
         with FileLock(str(lock)):
-            stored = self._load(folder, key, request, remove_corrupt=True)
-            if stored is not None:  # another cell or rank built it while we waited
-                return stored
-            remove_stale_builds(self.root, key, lock)
-            _build(request, folder, key)
-            stored = self._load(folder, key, request, quiet=True)
+            try:
+                stored = self._load(folder, key, request, remove_corrupt=True)
+                if stored is not None:  # another cell or rank built it while we waited
+                    return stored
+                remove_stale_builds(self.root, key, lock)
+                _build(request, folder, key)
+                stored = self._load(folder, key, request, quiet=True)
+            finally:  # no lock file left behind; a peer blocked on it notices the unlink and opens a fresh one
+                lock.unlink(missing_ok=True)
         if stored is None:
             raise RuntimeError(f"image store entry {folder} failed its check right after it was built")
         stored.built = True
