@@ -63,6 +63,9 @@ def test_nan_loss_stops_the_stage_with_a_message(cli, tmp_path):
     (cell,) = results_files(tmp_path / "run")
     assert cell["status"] == "failed"
     assert re.search(r"pretext loss became (nan|inf) at epoch \d+, step \d+; lower pretext.lr", cell["error"])
+    last = done.stderr.strip().splitlines()[-1]  # the cause is the last line on stderr, with the log's path
+    assert last.startswith("error: cell failed: ") and "pretext loss became" in last
+    assert str(tmp_path / "run" / "ssl_lightning.log") in last
     assert not list((tmp_path / "cache" / "pretext").glob("*/encoder.pt"))
 
 
@@ -70,7 +73,8 @@ def test_a_failed_cell_does_not_sink_the_sweep(cli, tmp_path):
     done = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "downstream.lr=0.05,1e30,0.1",
                "downstream.epochs=2", multirun=True)
     assert done.returncode == 1
-    assert "1 cell(s) of the sweep failed" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 cell(s) of the sweep failed; first: ") and "(log: " in last
     cells = results_files(tmp_path / "multirun")
     assert sorted(cell["status"] for cell in cells) == ["failed", "ok", "ok"]
     report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(tmp_path / "multirun")],
