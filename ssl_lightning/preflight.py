@@ -242,6 +242,7 @@ def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
     _check_repeated_groups(parse([a for a in argv if not a.startswith("-")]), groups)
     cells, multirun = found
     from hydra import compose, initialize_config_dir
+    from omegaconf.errors import OmegaConfBaseException
 
     defaults: dict[tuple[str, ...], Any] = {}
     composed: dict[tuple[str, ...], Any] = {}
@@ -253,7 +254,10 @@ def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
                 choices = _group_choices(cell, groups)
                 if choices not in defaults:
                     defaults[choices] = _compose(compose, list(choices), hydra_node=False)
-                check_cell(config, defaults[choices], multirun)
+                try:
+                    check_cell(config, defaults[choices], multirun)
+                except OmegaConfBaseException as error:  # e.g. an interpolation that resolves to nothing
+                    raise UserError(f"cannot resolve the configuration: {_one_line(error)}") from None
             except UserError as error:
                 if len(cells) == 1:
                     raise

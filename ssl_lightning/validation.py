@@ -176,6 +176,9 @@ def check_values(config: dict[str, Any]) -> None:
         raise UserError("; ".join(found))
 
 
+TAKES_A_LIST = {"trainer.devices"}  # one value by default, a list of GPU indices allowed (checked by trainer_checks)
+
+
 def _default_at(defaults: dict[str, Any], key: str) -> tuple[bool, Any]:
     node: Any = defaults
     for part in key.split("."):
@@ -198,6 +201,8 @@ def check_booleans(config: dict[str, Any], defaults: dict[str, Any]) -> None:
             continue
         if isinstance(default, bool) and not isinstance(value, bool) and rule_for(key) is None:
             raise UserError(f"{key}={value} is invalid: use true or false")
+        if key in TAKES_A_LIST:
+            continue
         if default is not None and not isinstance(default, list | dict) and isinstance(value, list | dict):
             raise UserError(f"{key}={value} is a list, but {key} takes one value (default {default}); "
                             f"give one value, or sweep with -m {key}=a,b")

@@ -103,6 +103,7 @@ CLI_CASES: list[tuple[list[str], list[str]]] = [
     (["+experiment=simclr", "+experiment=rotation"], ["experiment is given twice"]),
     (["+experiment=simclr", "downstream.lr_grid=[0.1"], ["cannot parse the override", "downstream.lr_grid=[0.1"]),
     (["+experiment=supervised", "data.fraction=0.1,0.2"], ["Ambiguous value", "--multirun"]),
+    (["+experiment=supervised", "data.fraction=${nowhere}"], ["cannot resolve the configuration", "nowhere"]),
     (["+experiment=simclr", "pretext_data=[target,unlabeled_folder]"],
      ["pretext_data.unlabeled_folder.root is required"]),
 ]
@@ -170,6 +171,14 @@ def test_bad_paths_are_one_line_exit_2(name, build, fragments, in_folder, capsys
         pytest.skip("root writes into read-only folders")
     code, stderr = _call_entry(["+experiment=supervised", *SMOKE, *build(in_folder / "given")], capsys)
     _assert_one_line(code, stderr, fragments, in_folder)
+
+
+def test_gpu_index_lists_pass_the_list_check():
+    from ssl_lightning.validation import check_booleans
+
+    check_booleans({"trainer": {"devices": [0, 1]}}, {"trainer": {"devices": 1}})
+    with pytest.raises(UserError, match="trainer.compile=1 is invalid: use true or false"):
+        check_booleans({"trainer": {"compile": 1}}, {"trainer": {"compile": False}})
 
 
 def test_a_good_sweep_passes_the_check_without_training(in_folder):
