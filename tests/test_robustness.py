@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -96,3 +97,19 @@ def test_corrupt_store_entry_is_retrained_not_loaded(cli, tmp_path):
     assert len(second_run_log) == 2 and "training pretext stage" in second_run_log[1]
     (cell,) = results_files(tmp_path / "run")
     assert cell["status"] == "ok" and cell["pretext_reused"] is False
+
+
+def test_a_truncated_pretext_resume_checkpoint_is_set_aside_and_the_run_finishes(cli, tmp_path):
+    """Before: every rerun failed with `OSError: [Errno 22] Invalid argument` until the file was deleted by hand."""
+    args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
+    assert cli(*args).returncode == 0
+    (cell,) = results_files(tmp_path / "run")
+    store = tmp_path / "cache" / "pretext"
+    shutil.rmtree(store / cell["pretext_key"])  # as if the first run had been killed mid-stage ...
+    partial = store / f"{cell['pretext_key']}.partial"
+    partial.mkdir()
+    (partial / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")  # ... while its checkpoint was being copied
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "is unreadable" in done.stdout + done.stderr and "restarts from scratch" in done.stdout + done.stderr
+    assert (store / cell["pretext_key"] / "encoder.pt").is_file()
