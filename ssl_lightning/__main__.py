@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 from ssl_lightning import sweep_status
 from ssl_lightning.cell_threads import parallel_jobs, share_cores
 from ssl_lightning.cli_checks import check_group_choices, group_options, route_method_overrides
-from ssl_lightning.cli_errors import exit_with_user_error
+from ssl_lightning.cli_errors import exit_with_user_error, failure_line
 from ssl_lightning.errors import UserError
+from ssl_lightning.preflight import check_run, parse
 from ssl_lightning.unknown_keys import check_known_keys
 
 log = logging.getLogger("ssl_lightning")
@@ -39,15 +40,23 @@ def main(cfg: DictConfig) -> None:
     from ssl_lightning import pipeline  # heavy imports after Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    single = HydraConfig.get().mode.name == "RUN"
     try:
         results = pipeline.run(cfg, run_dir)
     except UserError as error:
         exit_with_user_error(error, run_dir)
         return
+    except OSError as error:  # e.g. a full disk while results are written: one line, not a traceback
+        print(failure_line(f"{type(error).__name__}: {error}", run_dir), file=sys.stderr, flush=True)
+        if single:
+            raise SystemExit(1) from None
+        return
     log.info("%s", _summary(results))
     log.info("results: %s | TensorBoard: tensorboard --logdir %s", run_dir / "results.json", run_dir / "tb")
-    if results.get("status") != "ok" and HydraConfig.get().mode.name == "RUN":
-        raise SystemExit(1)
+    if results.get("status") != "ok":
+        print(failure_line(str(results.get("error")), run_dir), file=sys.stderr, flush=True)
+        if single:
+            raise SystemExit(1)
 
 
 def _with_default_profile(argv: list[str]) -> list[str]:
@@ -61,20 +70,37 @@ def _with_default_profile(argv: list[str]) -> list[str]:
     return [*argv, "profile=paper" if torch.cuda.is_available() else "profile=cpu"]
 
 
-def entry() -> None:
+def checked_argv(argv: list[str]) -> list[str]:
+    """The command line after every check that needs no training (UserError on the first problem): override
+    syntax, group names, method sections, unknown keys, then every cell of the run or sweep composed and checked."""
+    config_dir = Path(CONFIG_DIR)
+    groups = set(group_options(config_dir))
+    parse([arg for arg in argv if not arg.startswith("-")])  # a syntax slip is one line, before anything else
+    check_group_choices(argv, config_dir)
+    argv = route_method_overrides(argv, config_dir)
+    argv = _with_default_profile(["ssl_lightning", *argv])[1:]
+    check_known_keys(argv, config_dir, groups)
+    check_run(argv, config_dir, groups)
+    return argv
+
+
+def entry(argv: list[str] | None = None) -> None:
+    """`python -m ssl_lightning ...`; tests call it with argv in-process."""
+    program = sys.argv[0] if sys.argv else "ssl_lightning"
     try:
-        check_group_choices(sys.argv[1:], Path(CONFIG_DIR))
-        sys.argv = [sys.argv[0], *route_method_overrides(sys.argv[1:], Path(CONFIG_DIR))]
-        sys.argv = _with_default_profile(sys.argv)
-        check_known_keys(sys.argv[1:], Path(CONFIG_DIR), set(group_options(Path(CONFIG_DIR))))
+        checked = checked_argv(list(sys.argv[1:] if argv is None else argv))
     except UserError as error:
         exit_with_user_error(error, None)
+        return
+    sys.argv = [program, *checked]
     # Inherited by the ranks Lightning re-launches (they run the sweep again): one sweep folder for all ranks.
     os.environ.setdefault("SSL_LIGHTNING_STARTED", time.strftime("%Y-%m-%d_%H-%M-%S"))
+    sweep_status.failed_cells.clear()
     main()
     if sweep_status.failed_cells:
-        print(f"{len(sweep_status.failed_cells)} cell(s) of the sweep failed: "
-              + ", ".join(sweep_status.failed_cells), file=sys.stderr)
+        first = sweep_status.failed_cells[0]
+        print(f"error: {len(sweep_status.failed_cells)} cell(s) of the sweep failed; first: {first}",
+              file=sys.stderr, flush=True)
         raise SystemExit(1)
 
 

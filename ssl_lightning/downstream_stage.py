@@ -39,6 +39,7 @@ from ssl_lightning.methods.classifier import CHECKPOINT_VALIDATION, Classifier
 from ssl_lightning.metrics import ClassificationMetrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
+from ssl_lightning.resume_checkpoint import usable_resume
 from ssl_lightning.settings import DownstreamSettings, RunSettings
 from ssl_lightning.trainer_factory import build_trainer, prepare_module
 
@@ -178,7 +179,7 @@ def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: Downst
                                            check_on_train_epoch_end=False))
     trainer = build_trainer(settings.trainer, stage.epochs, work_dir / "tb", "downstream", callbacks,
                             stage.limit_train_batches, stage.limit_val_batches, work_dir)
-    resume = work_dir / "last.ckpt"
+    resume = usable_resume(work_dir / "last.ckpt")  # an unreadable one is set aside: restart
     if resume.is_file():
         log.info("resuming the downstream stage from %s", resume)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)

@@ -5,6 +5,10 @@ Per encoder a folder with `encoder.pt` (a plain state dict) and `card.json` (wha
 - `pretext_<store key>/`: the pretext encoder from the store (`<paths.cache>/pretext/<key>/`), once per key;
 - `classifier_<run folder name>/`: the encoder part of the run's tested classifier (`checkpoints/best.ckpt`).
 
+A run without a readable `checkpoints/best.ckpt` is refused (one line, exit code 2) unless `--encoder-only` asks for
+the pretext encoder alone; unreadable files are named in one line. Everything is written into a temporary folder
+next to the output and moved into place at the end, so a failure leaves no half export.
+
 Keys have no `body.` prefix: a ResNet encoder loads into `torchvision.models.resnet18/50` with only `fc.*` missing
 (CIFAR-stem and grey-image variants: the card says which layers to replace first), the compact backbone into
 `build_encoder(...).body`, and `backbone.init=<folder>/encoder.pt` reads any of them back.
@@ -16,7 +20,9 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,16 +91,33 @@ def load_snippet(arch: dict[str, Any], backbone_config: dict[str, Any]) -> list[
     return lines
 
 
+def load_state(path: Path, what: str, hint: str) -> dict[str, Any]:
+    """torch.load of a state dict or checkpoint; an unreadable file is one UserError line naming it."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist; {hint}") from None
+    except Exception as error:  # truncated, corrupt or not a torch file: all mean the same to the user
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:160]
+        raise UserError(f"{what} {path} is unreadable ({reason}); {hint}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{what} {path} holds no state dict; {hint}")
+    return loaded
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_encoder(state: dict[str, torch.Tensor], folder: Path, card: dict[str, Any]) -> Exported:
-    """encoder.pt plus card.json (with architecture, input format and load snippet) in `folder`."""
+def write_encoder(state: dict[str, torch.Tensor], folder: Path, card: dict[str, Any],
+                  final: Path | None = None) -> Exported:
+    """encoder.pt plus card.json (with architecture, input format and load snippet) in `folder`; `final` is
+    where the folder will be moved to (the card names that path)."""
     arch = infer_architecture(state)
     backbone_config = dict(card.get("backbone_config") or {})
     path = folder / "encoder.pt"
     write_torch(path, state)
+    shown = (final or folder) / path.name
     full = {
         **card, **{k: v for k, v in arch.items() if k not in ("width", "blocks")},
         "file": path.name, "sha256": _sha256(path), "tensors": len(state),
@@ -102,7 +125,7 @@ def write_encoder(state: dict[str, torch.Tensor], folder: Path, card: dict[str, 
         "load": load_snippet(arch, backbone_config),
         "backbone_init": f"python -m ssl_lightning +experiment=supervised backbone={arch['backbone']}"
                          + (f" backbone.stem={arch['stem']}" if arch["stem"] else "")
-                         + f" backbone.init={path.resolve()}",
+                         + f" backbone.init={shown.resolve()}",
     }
     write_json(folder / "card.json", full)
     return Exported(folder, full)
@@ -117,11 +140,16 @@ def _store_entry(key: str, caches: list[Path]) -> Path:
                     "give --cache <paths.cache> (default outputs/cache)")
 
 
-def export_store_entry(folder: Path, out: Path, extra: dict[str, Any] | None = None) -> Exported:
+def export_store_entry(folder: Path, out: Path, extra: dict[str, Any] | None = None,
+                       final: Path | None = None) -> Exported:
     """A pretext store entry (`<cache>/pretext/<key>/`) as `<out>/pretext_<key>/`."""
     meta_path = folder / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        meta = {}
+    state = load_state(folder / "encoder.pt", "pretext store encoder",
+                       "rerun the cell that trained it (the store retrains a corrupt entry) and export again")
     card = {"kind": "pretext encoder", "method": meta.get("method"), "experiment": meta.get("experiment"),
             "backbone_config": meta.get("backbone_config"), "data": meta.get("data"),
             "pretext_data": meta.get("pretext_data"), "init": meta.get("init"), "epochs": meta.get("epochs"),
@@ -130,12 +158,17 @@ def export_store_entry(folder: Path, out: Path, extra: dict[str, Any] | None = N
     for name, value in (extra or {}).items():  # what a run that used the entry knows and old entries lack
         if card.get(name) is None:
             card[name] = value
-    return write_encoder(strip_prefix(state, "body."), out / f"pretext_{folder.name}", card)
+    name = f"pretext_{folder.name}"
+    return write_encoder(strip_prefix(state, "body."), out / name, card, final / name if final else None)
 
 
-def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exported]) -> list[Exported]:
+def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exported], encoder_only: bool = False,
+               final: Path | None = None) -> list[Exported]:
     """The pretext encoder (once per store key across runs) and the classifier's encoder of one run."""
-    results = json.loads((run_dir / "results.json").read_text())
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"{run_dir / 'results.json'} is unreadable ({error}); export another run") from None
     if results.get("status") != "ok":
         print(f"warning: skipped {run_dir}: the cell did not finish ({results.get('error')})", file=sys.stderr)
         return []
@@ -155,35 +188,67 @@ def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exp
         else:
             method = {"rotation_jitter": "rotation"}.get(common["experiment"], common["experiment"])
             done[key] = export_store_entry(entry, out, {**common, "method": method,
-                                                        "epochs": (results.get("epochs") or {}).get("pretext")})
+                                                        "epochs": (results.get("epochs") or {}).get("pretext")},
+                                           final)
             written.append(done[key])
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not encoder_only:
+        saved = load_state(checkpoint, "the run's classifier checkpoint",
+                           "rerun the cell, or give --encoder-only to export the pretext encoder alone")
         state = strip_prefix(saved.get("state_dict", saved), "encoder.body.")
         card = {"kind": f"encoder of the tested classifier ({results.get('protocol')}, "
                         f"{100 * float(results.get('fraction', 0)):g}% labels)",
                 "method": common["experiment"], **common, "fraction": results.get("fraction"),
                 "protocol": results.get("protocol"), "test_acc": results.get("test_acc"),
                 "classes": results.get("classes"), "epochs": results.get("epochs"), "source": str(checkpoint)}
-        written.append(write_encoder(state, out / f"classifier_{run_dir.name}", card))
+        name = f"classifier_{run_dir.name}"
+        written.append(write_encoder(state, out / name, card, final / name if final else None))
     return written
 
 
-def export(source: str, out: Path | None, cache: Path) -> list[Exported]:
+def _publish(staging: Path, target: Path, written: list[Exported]) -> list[Exported]:
+    """Move every exported folder from the staging folder into `target` (replacing older exports of the same
+    name), then remove the staging folder."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in written:
+        final = target / item.folder.name
+        if final.exists():
+            shutil.rmtree(final)
+        item.folder.replace(final)
+        item.folder = final
+    shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+def _staged(target: Path, write) -> list[Exported]:
+    """`write(staging)` into a temporary folder next to `target`, published only when all of it succeeded."""
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        return _publish(staging, target, write(staging))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def export(source: str, out: Path | None, cache: Path, encoder_only: bool = False) -> list[Exported]:
     """Export a run folder, every run below a sweep folder, or one store key; UserError when nothing fits."""
     path = Path(source).expanduser()
+    default = (out or Path("outputs/export")).resolve()
     if path.is_dir() and (path / "encoder.pt").is_file() and STORE_KEY.match(path.name):
-        return [export_store_entry(path, (out or Path("outputs/export")).resolve())]
+        return _staged(default, lambda staging: [export_store_entry(path, staging, final=default)])
     if path.is_dir():
         runs = sorted(p.parent for p in path.resolve().rglob("results.json"))
         if not runs:
             raise UserError(f"no results.json below {path}; give a run folder, a sweep folder or a store key")
         target = (out or path / "export").resolve()
         done: dict[str, Exported] = {}
-        return [item for run in runs if target not in run.parents for item in export_run(run, target, [cache], done)]
+        return _staged(target, lambda staging: [
+            item for run in runs if target not in run.parents and staging not in run.parents
+            for item in export_run(run, staging, [cache], done, encoder_only, final=target)])
     if STORE_KEY.match(source):
-        return [export_store_entry(_store_entry(source, [cache]), (out or Path("outputs/export")).resolve())]
+        entry = _store_entry(source, [cache])
+        return _staged(default, lambda staging: [export_store_entry(entry, staging, final=default)])
     raise UserError(f"{source!r} is neither a folder nor a pretext store key (16 hex digits); "
                     "give a run folder, a sweep folder or a key from results.json's pretext_key")
 
@@ -196,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write (default: <folder>/export, or outputs/export for a store key)")
     parser.add_argument("--cache", type=Path, default=Path("outputs/cache"),
                         help="paths.cache of the runs, where the pretext store is (default: outputs/cache)")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="export the pretext encoder only (runs without a readable checkpoints/best.ckpt)")
     args = parser.parse_args(argv)
     try:
-        written = export(args.source, args.out, args.cache.expanduser().resolve())
+        written = export(args.source, args.out, args.cache.expanduser().resolve(), args.encoder_only)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

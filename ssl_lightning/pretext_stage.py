@@ -26,6 +26,7 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.encoder_state import load_encoder_weights
 from ssl_lightning.pretext_store import PretextStore, config_key
+from ssl_lightning.resume_checkpoint import usable_resume
 from ssl_lightning.settings import RunSettings
 from ssl_lightning.trainer_factory import build_trainer, prepare_module
 
@@ -138,7 +139,7 @@ def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: 
                            enable_version_counter=False)
     trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext", [last],
                             settings.pretext.limit_train_batches, settings.pretext.limit_val_batches, partial_dir)
-    resume = partial_dir / "last.ckpt"
+    resume = usable_resume(partial_dir / "last.ckpt")  # an unreadable one is set aside: restart
     if resume.is_file():
         log.info("resuming the pretext stage from %s", resume)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)

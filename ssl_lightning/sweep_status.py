@@ -1,4 +1,8 @@
-"""A Hydra callback that notices failed cells at the end of a multirun, so the sweep's exit code says so."""
+"""A Hydra callback that notices failed cells at the end of a multirun, so the sweep's exit code says so.
+
+It reads every cell's results.json (cells may have run in other processes under the joblib launcher) and keeps,
+per failed cell, its folder, its cause and its log, for the sweep's last line on stderr.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,26 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ssl_lightning.cli_errors import describe_cause
+
 failed_cells: list[str] = []
+
+
+def failed_cell_lines(sweep_dir: Path) -> list[str]:
+    """'<cell folder>: <cause> (log: <path>)' for every cell whose results.json is not `ok`."""
+    found = []
+    for path in sorted(sweep_dir.rglob("results.json")):
+        try:
+            results = json.loads(path.read_text())
+            status, cause = results.get("status"), str(results.get("error"))
+        except (OSError, json.JSONDecodeError) as error:
+            status, cause = "unreadable", f"results.json unreadable ({error})"
+        if status != "ok":
+            found.append(f"{path.parent}: {describe_cause(cause, path.parent)} "
+                         f"(log: {path.parent / 'ssl_lightning.log'})")
+    return found
 
 
 class SweepStatus(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        for path in sorted(sweep_dir.rglob("results.json")):
-            try:
-                status = json.loads(path.read_text()).get("status")
-            except (OSError, json.JSONDecodeError):
-                status = "unreadable"
-            if status != "ok":
-                failed_cells.append(str(path.parent))
+        failed_cells.extend(failed_cell_lines(Path(config.hydra.sweep.dir)))

@@ -71,6 +71,12 @@ def fractions_of_run(value: Any) -> bool:
     return all(n is not None and 0 < n < 1 for n in numbers) and numbers == sorted(numbers)
 
 
+def number_list(value: Any) -> bool:
+    """Grids such as downstream.lr_grid: positive numbers (one number is a grid of one)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    return bool(items) and all(number_in(0, low_open=True)(item) for item in items)
+
+
 @dataclass(frozen=True)
 class Rule:
     pattern: str  # fnmatch pattern over the dotted key
@@ -91,6 +97,8 @@ RULES: tuple[Rule, ...] = (
     Rule("data.image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
     Rule("data.num_classes", int_at_least(2), "a whole number >= 2"),
     Rule("data.channels", lambda v: _integer(v) in (1, 3), "1 or 3"),
+    Rule("*max_image_pixels", int_at_least(1), "a whole number of pixels >= 1 or null (Pillow's limit)",
+         optional=True),
     Rule("*.train_size", int_at_least(1), POSITIVE_INT),
     Rule("*.test_size", int_at_least(1), POSITIVE_INT),
     Rule("trainer.channels_last", lambda v: v is True or v is False or v == "auto", "true, false or auto"),
@@ -116,6 +124,7 @@ RULES: tuple[Rule, ...] = (
     Rule("*fraction", number_in(0, 1, low_open=True), "a number in (0, 1]"),
     Rule("*temperature*", number_in(0, low_open=True), "a number > 0, e.g. 0.5"),
     Rule("*_temp", number_in(0, low_open=True), "a number > 0"),
+    Rule("*_grid", number_list, "a non-empty list of numbers > 0, e.g. [0.1,0.03,0.01], or null", optional=True),
     Rule("*.lr", number_in(0, low_open=True), "a number > 0, e.g. 0.1"),
     Rule("*_lr", number_in(0), "a number >= 0"),
     Rule("*weight_decay*", number_in(0), "a number >= 0, e.g. 5e-4"),
@@ -165,3 +174,35 @@ def check_values(config: dict[str, Any]) -> None:
     found = problems(config)
     if found:
         raise UserError("; ".join(found))
+
+
+TAKES_A_LIST = {"trainer.devices"}  # one value by default, a list of GPU indices allowed (checked by trainer_checks)
+
+
+def _default_at(defaults: dict[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = defaults
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def check_booleans(config: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Strict types for keys whose shipped default says what they are, whatever section they live in.
+
+    A key whose default is true/false takes only true or false (Hydra reads `no`, `maybe` or `1` as a string or
+    number, which Python would treat as true); a key whose default is one value takes no list (`[abc]`). Keys
+    with their own rule in RULES (e.g. trainer.channels_last: true, false or auto) are left to that rule.
+    """
+    for key, value in leaves(config):
+        known, default = _default_at(defaults, key)
+        if not known or rule_for(key) is not None and not isinstance(value, list | dict):
+            continue
+        if isinstance(default, bool) and not isinstance(value, bool) and rule_for(key) is None:
+            raise UserError(f"{key}={value} is invalid: use true or false")
+        if key in TAKES_A_LIST:
+            continue
+        if default is not None and not isinstance(default, list | dict) and isinstance(value, list | dict):
+            raise UserError(f"{key}={value} is a list, but {key} takes one value (default {default}); "
+                            f"give one value, or sweep with -m {key}=a,b")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -63,6 +64,9 @@ def test_nan_loss_stops_the_stage_with_a_message(cli, tmp_path):
     (cell,) = results_files(tmp_path / "run")
     assert cell["status"] == "failed"
     assert re.search(r"pretext loss became (nan|inf) at epoch \d+, step \d+; lower pretext.lr", cell["error"])
+    last = done.stderr.strip().splitlines()[-1]  # the cause is the last line on stderr, with the log's path
+    assert last.startswith("error: cell failed: ") and "pretext loss became" in last
+    assert str(tmp_path / "run" / "ssl_lightning.log") in last
     assert not list((tmp_path / "cache" / "pretext").glob("*/encoder.pt"))
 
 
@@ -70,7 +74,8 @@ def test_a_failed_cell_does_not_sink_the_sweep(cli, tmp_path):
     done = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "downstream.lr=0.05,1e30,0.1",
                "downstream.epochs=2", multirun=True)
     assert done.returncode == 1
-    assert "1 cell(s) of the sweep failed" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 cell(s) of the sweep failed; first: ") and "(log: " in last
     cells = results_files(tmp_path / "multirun")
     assert sorted(cell["status"] for cell in cells) == ["failed", "ok", "ok"]
     report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(tmp_path / "multirun")],
@@ -92,3 +97,19 @@ def test_corrupt_store_entry_is_retrained_not_loaded(cli, tmp_path):
     assert len(second_run_log) == 2 and "training pretext stage" in second_run_log[1]
     (cell,) = results_files(tmp_path / "run")
     assert cell["status"] == "ok" and cell["pretext_reused"] is False
+
+
+def test_a_truncated_pretext_resume_checkpoint_is_set_aside_and_the_run_finishes(cli, tmp_path):
+    """Before: every rerun failed with `OSError: [Errno 22] Invalid argument` until the file was deleted by hand."""
+    args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
+    assert cli(*args).returncode == 0
+    (cell,) = results_files(tmp_path / "run")
+    store = tmp_path / "cache" / "pretext"
+    shutil.rmtree(store / cell["pretext_key"])  # as if the first run had been killed mid-stage ...
+    partial = store / f"{cell['pretext_key']}.partial"
+    partial.mkdir()
+    (partial / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")  # ... while its checkpoint was being copied
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "is unreadable" in done.stdout + done.stderr and "restarts from scratch" in done.stdout + done.stderr
+    assert (store / cell["pretext_key"] / "encoder.pt").is_file()

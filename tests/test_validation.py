@@ -65,7 +65,7 @@ def test_generic_rules_match_names_anywhere():
     assert rule_for("new_method.solarize_p").pattern == "*_p"
     assert rule_for("new_method.base_momentum").pattern == "*momentum*"
     assert rule_for("data.name") is None and rule_for("backbone.init") is None
-    assert rule_for("downstream.probe_layer") is None and rule_for("downstream.lr_grid") is None
+    assert rule_for("downstream.probe_layer") is None and rule_for("downstream.lr_grid").pattern == "*_grid"
 
 
 def test_all_problems_in_one_line():

@@ -34,6 +34,7 @@ class DataConfig:
     num_workers: int = 0
     pin_memory: bool = False
     decode_workers: int | None = None  # folders: processes decoding into the image store; None = cores available
+    max_image_pixels: int | None = None  # bigger images are bad images (on_bad_image); None = Pillow's bomb limit
     image_cache: str | None = None  # set from paths.cache (<cache>/images); None = decode folders into memory
     # synthetic only
     num_classes: int = 4

@@ -28,11 +28,12 @@ def decode_files(root: Path, paths: list[Path], labels: list[int] | None, config
     if config.image_cache:
         request = StoreRequest(root=root, files=paths, labels=label_array, image_size=config.image_size,
                                channels=None, include=config.include, on_bad_image=config.on_bad_image,
-                               decode_workers=config.decode_workers)
+                               decode_workers=config.decode_workers, max_pixels=config.max_image_pixels)
         stored = ImageStore(Path(config.image_cache)).open(request)
         files = np.asarray([str(root.resolve() / name) for name in stored.files], dtype=object)
         return DecodedFiles(stored.images, torch.from_numpy(stored.labels), files, stored.kept)
-    images, kept_list = decode_images(paths, config.image_size, config.on_bad_image)
+    images, kept_list = decode_images(paths, config.image_size, config.on_bad_image,
+                                     max_pixels=config.max_image_pixels)
     kept = np.asarray(kept_list, dtype=np.int64)
     kept_labels = np.zeros(len(kept), dtype=np.int64) if label_array is None else label_array[kept]
     files = np.asarray([str(Path(paths[k]).resolve()) for k in kept], dtype=object)

@@ -8,21 +8,40 @@ torchvision, everything else (other formats, resizing, palette/alpha modes) thro
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 DECODER = "torchvision-jpeg+pillow-bilinear-v1"  # part of the store key: a change of decoder re-decodes
 _JPEG = (".jpg", ".jpeg")
+# Everything a broken, hostile or oversized file makes Pillow or torchvision raise: a bad image, not a crash.
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning, MemoryError)
 
 
-def read_header(path: str) -> tuple[str, tuple[int, int]] | str:
-    """(mode, (width, height)) from the file header, or the reason it cannot be read."""
+def pixel_limit(max_pixels: int | None) -> int:
+    """data.max_image_pixels, or Pillow's own decompression-bomb threshold when it is null."""
+    return int(max_pixels) if max_pixels is not None else int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def read_header(path: str, max_pixels: int | None = None) -> tuple[str, tuple[int, int]] | str:
+    """(mode, (width, height)) from the file header, or the reason it cannot be read (too many pixels included:
+    a 14000 x 14000 PNG is refused here, before a byte of it is decoded)."""
+    limit = pixel_limit(max_pixels)
+    if limit > (Image.MAX_IMAGE_PIXELS or 0):  # a larger limit asked for: Pillow's own guard must not refuse it
+        Image.MAX_IMAGE_PIXELS = limit
     try:
-        with Image.open(path) as image:
-            return image.mode, image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            with Image.open(path) as image:
+                mode, size = image.mode, image.size
+    except DECODE_ERRORS as error:
         return error.__class__.__name__
+    if size[0] * size[1] > limit:
+        return f"{size[0]}x{size[1]} pixels, over data.max_image_pixels={limit}"
+    return mode, size
 
 
 def _torchvision(path: str, mode: str) -> np.ndarray | None:

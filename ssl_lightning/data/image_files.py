@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ssl_lightning.data.image_decode import DECODE_ERRORS, read_header
 from ssl_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,22 @@ def list_images(folder: Path, include: str | None) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _open(path: Path) -> Image.Image:
+class BadImage(ValueError):
+    """A file whose header says it cannot or must not be decoded (e.g. more pixels than allowed)."""
+
+
+def _open(path: Path, max_pixels: int | None = None) -> Image.Image:
+    header = read_header(str(path), max_pixels)
+    if isinstance(header, str):
+        raise BadImage(header)
     with Image.open(path) as image:
         image.load()
         return image.copy()
 
 
 def decode_images(
-    paths: Sequence[Path], image_size: int | None, on_bad_image: str, channels: int | None = None
+    paths: Sequence[Path], image_size: int | None, on_bad_image: str, channels: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
     """Decode files into one uint8 N x C x H x W tensor; returns it and the positions that were kept.
 
@@ -42,15 +51,14 @@ def decode_images(
     skipped = 0
     for position, path in enumerate(paths):
         try:
-            images.append(_open(path))
+            images.append(_open(path, max_pixels))
             kept.append(position)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        except DECODE_ERRORS as error:
             if on_bad_image == "skip":
                 skipped += 1
                 continue
-            raise UserError(
-                f"cannot read image {path} ({error.__class__.__name__}); remove it or set data.on_bad_image=skip"
-            ) from error
+            reason = str(error) if isinstance(error, BadImage) else error.__class__.__name__
+            raise UserError(f"cannot read image {path} ({reason}); remove it or set data.on_bad_image=skip") from None
     if skipped:
         log.warning("skipped %d unreadable image(s) (data.on_bad_image=skip)", skipped)
     if not images:

@@ -6,21 +6,31 @@ An entry `<cache>/images/<key>/` holds the pixels as fixed-size uint8 `.npy` sha
 changes the pixels: every file's relative path, size and modification time, the labels, the image size, the
 channel count, the include glob and the decoder. Entries are built in a temporary folder and renamed, under a
 file lock per key, so cells started together and DDP ranks wait for one builder and then share its entry.
-An entry whose shards fail their size or checksum is removed and rebuilt.
+An entry whose shards fail their size or checksum is removed and rebuilt; so is one whose labels, kept rows or file
+list fail the sha256 recorded at build time, whose label counts differ from the manifest's, or whose labels are not
+the labels the request asks for (the run would otherwise train on wrong labels).
+
+Faults during a build: decode workers die with the builder (Linux parent-death signal, SIGTERM turns into a clean
+exit that removes the temporary folder), a stale `<key>.tmp-*` left by a killed builder is removed by the next build
+of that key, and a full disk is one line naming it (shards are reserved with posix_fallocate before decoding).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +40,16 @@ import torch
 from filelock import FileLock
 
 from ssl_lightning.atomic import write_json
-from ssl_lightning.data.image_decode import DECODER, GRAY_MODES, decode_file, read_header
+from ssl_lightning.data.image_decode import DECODE_ERRORS, DECODER, GRAY_MODES, decode_file, read_header
 from ssl_lightning.data.mapped_images import ShardedImages
 from ssl_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums of labels, kept rows and file list; label counts; pixel limit
 SHARD_BYTES = 256 << 20  # rows per shard = this / bytes per image
 CHUNK = 64  # images per decode task
 _SAMPLE = 1 << 16  # bytes per sampled block of a shard checksum
+SERVED = ("labels.npy", "kept.npy", "files.json")  # small files verified in full on every open
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class StoreRequest:
     include: str | None
     on_bad_image: str = "error"
     decode_workers: int | None = None
+    max_pixels: int | None = None  # data.max_image_pixels: larger images are bad images
 
 
 @dataclass
@@ -77,7 +89,8 @@ def store_key(request: StoreRequest) -> str:
     digest = hashlib.sha256()
     root = Path(request.root).expanduser().resolve()
     header = {"format": FORMAT_VERSION, "decoder": DECODER, "root": str(root), "image_size": request.image_size,
-              "channels": request.channels, "include": request.include, "count": len(request.files)}
+              "channels": request.channels, "include": request.include, "count": len(request.files),
+              "max_pixels": request.max_pixels}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for path in request.files:
         stat = os.stat(path)
@@ -85,6 +98,29 @@ def store_key(request: StoreRequest) -> str:
     if request.labels is not None:
         digest.update(np.ascontiguousarray(request.labels, dtype=np.int64).tobytes())
     return digest.hexdigest()[:20]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _label_counts(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def _verify_served(folder: Path, manifest: dict[str, Any], request: StoreRequest, labels: np.ndarray,
+                   kept: np.ndarray) -> None:
+    """Labels, kept rows and file list against their build-time sha256 and counts, and against the request."""
+    for name in SERVED:
+        if _sha256(folder / name) != manifest["served"][name]:
+            raise ValueError(f"{name} fails its checksum")
+    if _label_counts(labels) != manifest["label_counts"]:
+        raise ValueError("the label counts differ from the manifest's")
+    if request.labels is not None:
+        expected = np.asarray(request.labels, dtype=np.int64)
+        if len(kept) and (kept.max() >= len(expected) or not np.array_equal(expected[kept], labels)):
+            raise ValueError("the labels are not those of the requested files")
 
 
 def _sampled_checksum(path: Path) -> str:
@@ -114,12 +150,17 @@ class ImageStore:
                      time.perf_counter() - started)
             return stored
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / f"{key}.lock")):
-            stored = self._load(folder, key, request, remove_corrupt=True)
-            if stored is not None:  # another cell or rank built it while we waited
-                return stored
-            _build(request, folder, key)
-            stored = self._load(folder, key, request, quiet=True)
+        lock = self.root / f"{key}.lock"
+        with FileLock(str(lock)):
+            try:
+                stored = self._load(folder, key, request, remove_corrupt=True)
+                if stored is not None:  # another cell or rank built it while we waited
+                    return stored
+                remove_stale_builds(self.root, key, lock)
+                _build(request, folder, key)
+                stored = self._load(folder, key, request, quiet=True)
+            finally:  # no lock file left behind; a peer blocked on it notices the unlink and opens a fresh one
+                lock.unlink(missing_ok=True)
         if stored is None:
             raise RuntimeError(f"image store entry {folder} failed its check right after it was built")
         stored.built = True
@@ -143,7 +184,8 @@ class ImageStore:
                                    tuple(manifest["shape"]))
             if len(labels) != len(images) or len(files) != len(images):
                 raise ValueError("labels, files and pixels disagree in length")
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+            _verify_served(folder, manifest, request, labels, kept)
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
             if not remove_corrupt:
                 return None
             log.warning("image store entry %s is corrupt (%s): removing it and decoding again", key, error)
@@ -158,15 +200,68 @@ class ImageStore:
         return StoredImages(images, labels, files, kept, key, built=False)
 
 
+def remove_stale_builds(root: Path, key: str, lock: Path) -> None:
+    """Under the key's lock: `<key>.tmp-*` folders older than the lock are left by a killed builder (a live
+    builder would hold the lock), so they are removed. The lock's time is refreshed first: it is the moment we
+    took it."""
+    os.utime(lock)
+    taken = lock.stat().st_mtime
+    for stale in root.glob(f"{key}.tmp-*"):
+        try:
+            if stale.stat().st_mtime < taken:
+                shutil.rmtree(stale, ignore_errors=True)
+                log.warning("image store: removed %s, left by an interrupted build", stale.name)
+        except OSError:
+            continue
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Decode worker start: killed when the builder dies (even by SIGKILL), default SIGTERM, SIGINT left to it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the SIGTERM path still cleans up
+            pass
+    if os.getppid() == 1:  # the builder died before prctl took effect
+        os._exit(1)
+
+
 def _pool(workers: int) -> Executor | None:
     if workers <= 1:
         return None
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=_die_with_parent)
 
 
-def _headers(paths: list[str]) -> list[tuple[str, tuple[int, int]] | str]:
-    return [read_header(path) for path in paths]
+def _stop_pool(pool: Executor | None, failed: bool) -> None:
+    """Shut the pool down; after a failure or a signal its workers are terminated, not waited for."""
+    if pool is None:
+        return
+    if failed:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=not failed, cancel_futures=True)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM during a build: unwinds like an exit so the temporary folder and the workers are cleaned up."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated(128 + signum)
+
+
+def _headers(paths: list[str], max_pixels: int | None = None) -> list[tuple[str, tuple[int, int]] | str]:
+    return [read_header(path, max_pixels) for path in paths]
 
 
 def _decode_into(shard: str, start: int, paths: list[str], mode: str, size: tuple[int, int],
@@ -177,7 +272,7 @@ def _decode_into(shard: str, start: int, paths: list[str], mode: str, size: tupl
     for offset, path in enumerate(paths):
         try:
             rows[start + offset] = decode_file(path, mode, size, resize)
-        except (OSError, SyntaxError, ValueError, RuntimeError) as error:
+        except DECODE_ERRORS as error:
             failed.append((start + offset, error.__class__.__name__))
     rows.flush()
     del rows
@@ -222,13 +317,23 @@ def _build(request: StoreRequest, folder: Path, key: str) -> None:
     temp.mkdir(parents=True)
     workers = request.decode_workers or available_cores()
     started = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         pool = _pool(workers)
+        failed = True
         try:
             manifest = _decode_all(request, temp, pool)
+            failed = False
+        except BrokenProcessPool as error:
+            raise _disk_full_error(folder.parent) or UserError(
+                f"an image decode worker died ({error}); the system may be out of memory: lower "
+                "data.decode_workers or free memory") from None
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise _disk_full_error(folder.parent, force=True) from None
+            raise
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            _stop_pool(pool, failed)
         seconds = time.perf_counter() - started
         count = manifest["shape"][0]
         manifest.update(key=key, seconds=round(seconds, 2), images_per_s=round(count / max(seconds, 1e-9), 1),
@@ -239,14 +344,35 @@ def _build(request: StoreRequest, folder: Path, key: str) -> None:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     log.info("image store %s: %d images decoded in %.1f s (%.0f images/s, %d decode worker(s)) into %s",
              key, count, seconds, count / max(seconds, 1e-9), workers, folder)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _disk_full_error(folder: Path, force: bool = False) -> UserError | None:
+    """The one-line error for a full disk under the store, or None when the disk has room (another cause)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    if not force and free >= (64 << 20):
+        return None
+    return UserError(f"no space left on device for the image store in {folder} ({free / 2**20:.0f} MiB free): "
+                     "free some space or set paths.cache to a folder on a bigger disk")
 
 
 def _decode_all(request: StoreRequest, temp: Path, pool: Executor | None) -> dict[str, Any]:
     root = Path(request.root).expanduser().resolve()
     paths = [str(path) for path in request.files]
-    header_tasks = [(paths[s : s + 4 * CHUNK],) for s in range(0, len(paths), 4 * CHUNK)]
+    header_tasks = [(paths[s : s + 4 * CHUNK], request.max_pixels) for s in range(0, len(paths), 4 * CHUNK)]
     parts: list[list[Any]] = [[] for _ in header_tasks]
     for index, part in _run(pool, _headers, header_tasks, [len(t[0]) for t in header_tasks], "read headers of"):
         parts[index] = part
@@ -287,7 +413,8 @@ def _decode_all(request: StoreRequest, temp: Path, pool: Executor | None) -> dic
     files = [str(Path(paths[p]).resolve().relative_to(root)) for p in kept]
     write_json(temp / "files.json", files)
     shards = sorted(temp.glob("shard_*.npy"))
-    return {"format": FORMAT_VERSION, "decoder": DECODER, "root": str(root), "shape": list(shape),
+    return {"format": FORMAT_VERSION, "served": {name: _sha256(temp / name) for name in SERVED},
+            "label_counts": _label_counts(labels), "decoder": DECODER, "root": str(root), "shape": list(shape),
             "per_shard": _rows_per_shard(shape),
             "shards": [{"name": s.name, "bytes": s.stat().st_size, "checksum": _sampled_checksum(s)} for s in shards],
             "skipped": [str(Path(paths[p]).resolve().relative_to(root)) for p, _ in skipped],
@@ -312,8 +439,24 @@ def _allocate(folder: Path, shape: Sequence[int]) -> list[tuple[Path, int, int]]
         rows = min(per_shard, shape[0] - first)
         path = folder / f"shard_{index:05d}.npy"
         np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(rows, *shape[1:])).flush()
+        _reserve(path)
         shards.append((path, first, rows))
     return shards
+
+
+def _reserve(path: Path) -> None:
+    """Reserve a sparse shard's blocks now: a full disk is then an ENOSPC here, not a SIGBUS in a worker."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(descriptor, 0, os.fstat(descriptor).st_size)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:  # e.g. a filesystem without fallocate: the decode writes the blocks
+            return
+        raise
+    finally:
+        os.close(descriptor)
 
 
 def _decode_rows(pool: Executor | None, folder: Path, paths: list[str], shape: Sequence[int],

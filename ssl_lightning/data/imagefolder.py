@@ -12,6 +12,7 @@ import numpy as np
 
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.folder_checks import check_folder_split
 from ssl_lightning.data.folder_decode import decode_files
 from ssl_lightning.data.group_split import GroupIndex, draw_whole_groups
 from ssl_lightning.data.groups import folder_groups, log_group_counts, parse_rule
@@ -105,6 +106,7 @@ def load(config: DataConfig) -> ImageSet:
     train_files, test_files = decoded.files[train_idx], decoded.files[test_idx]
     if len(train_x) == 0:
         raise UserError(f"no readable training images in {root}; check data.include and the files")
+    check_folder_split(root, classes, train_y.numpy(), test_y.numpy(), train_files, test_files)  # README Robustness
     notes = [f"imagefolder {root}: {len(train_x)} train / {len(test_x)} test images, {train_x.shape[1]} channel(s)"]
     return ImageSet(train_x, train_y, test_x, test_y, classes, notes=notes, train_files=train_files,
                     test_files=test_files,

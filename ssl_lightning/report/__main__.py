@@ -31,6 +31,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.embedding_points < 0:
+        print(f"error: --embedding-points {args.embedding_points}: use 0 (no maps) or more", file=sys.stderr)
+        return 2
     root = args.folder.expanduser().resolve()
     out_dir = (args.out.expanduser().resolve() if args.out else root)
     try:

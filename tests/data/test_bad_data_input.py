@@ -1,15 +1,14 @@
 """Bad data input through the real CLI: one `error:` line, exit code 2, and no run folder or pretext entry left.
 
-Each case is one CLI subprocess (several seconds of imports). They run concurrently once per module, each in its
-own folder, and every case is then checked by its own parametrized test.
+Each case runs in-process through the CLI's entry function (tests/test_fuzz.py holds the wider table); the one
+case that trains runs as a real subprocess.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,55 +79,41 @@ CASES: dict[str, Case] = {
         ("pretext_data.unlabeled_folder holds", "of the target's test images", "point it at a folder without them"),
         "rotation"),
 }
-SKIP_BAD_IMAGE = "imagefolder_skip_unreadable_image"
-EMPTY_WORKING_FOLDER = "fraction_zero"  # run from a folder that holds nothing
-
-
 def _skip_args(folder: Path) -> list[str]:
     return ["data=imagefolder", f"data.root={with_broken_image(folder)}", "data.on_bad_image=skip", PER_IMAGE]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
-    """Run every case once, two at a time (one per core); each case gets its own working folder."""
-    jobs = {name: (case.experiment, case.args) for name, case in CASES.items()}
-    jobs[SKIP_BAD_IMAGE] = ("supervised", _skip_args)
+def _in_process(args: list[str], folder: Path, capsys) -> tuple[int, str]:
+    """`entry(argv)` as `python -m ssl_lightning` runs it, outputs inside `folder`."""
+    from ssl_lightning.__main__ import entry
 
-    def launch(name: str) -> tuple[Path, subprocess.CompletedProcess]:
-        folder = tmp_path_factory.mktemp(name)
-        if name != EMPTY_WORKING_FOLDER:  # a file of the user's, so the folder itself must survive the error
-            (folder / "keep.txt").write_text("the user's own file")
-        experiment, args = jobs[name]
-        return folder, run_cli([*COMMON, f"+experiment={experiment}", *args(folder)], folder)
-
-    tmp_path_factory.getbasetemp()  # create the base folder once, before two threads ask for sub-folders
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(jobs, pool.map(launch, jobs), strict=True))
+    argv = [*args, f"paths.cache={folder / 'cache'}", f"hydra.run.dir={folder / 'run'}"]
+    with pytest.raises(SystemExit) as exited:
+        entry(argv)
+    return int(exited.value.code or 0), capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_data_input_is_one_line_exit_2_and_writes_nothing(runs, name):
-    folder, result = runs[name]
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in CASES[name].says:
+def test_bad_data_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, monkeypatch, capsys):
+    """In-process through the CLI's entry function (Hydra's job included for the data-loading cases)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["ssl_lightning"])
+    (tmp_path / "keep.txt").write_text("the user's own file")
+    case = CASES[name]
+    code, stderr = _in_process([*COMMON, f"+experiment={case.experiment}", *case.args(tmp_path)], tmp_path, capsys)
+    assert code == 2, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-2000:]
+    for fragment in case.says:
         assert fragment in lines[0]
-    assert not (folder / "run").exists()
-    assert name == EMPTY_WORKING_FOLDER or (folder / "keep.txt").is_file()
-    pretext = folder / "cache" / "pretext"
+    assert not (tmp_path / "run").exists() and (tmp_path / "keep.txt").is_file()
+    pretext = tmp_path / "cache" / "pretext"
     assert not pretext.exists() or not any(pretext.iterdir())
 
 
-def test_user_error_keeps_the_working_folder(runs):
-    folder, result = runs[EMPTY_WORKING_FOLDER]
-    assert result.returncode == 2
-    assert folder.is_dir()
-
-
-def test_skipping_unreadable_images_lets_the_run_finish(runs):
-    folder, result = runs[SKIP_BAD_IMAGE]
+def test_skipping_unreadable_images_lets_the_run_finish(tmp_path):
+    folder = tmp_path
+    result = run_cli([*COMMON, "+experiment=supervised", *_skip_args(folder)], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((folder / "run" / "results.json").read_text())
     assert results["status"] == "ok" and results["data"] == "imagefolder"

@@ -1,0 +1,266 @@
+"""A run or a whole sweep checked before its first cell trains: every cell composed and every cheap check made.
+
+Hydra's basic sweeper expands `-m` overrides one cell at a time, so a bad value in the third cell used to stop the
+sweep after two cells had trained. Here the command line is parsed with Hydra's own override parser, expanded
+into cells the way the basic sweeper does (`BasicSweeper.split_arguments`), and each cell is composed with the
+Compose API (nothing written) and turned into typed settings. Then the checks that cost milliseconds and would
+otherwise fail after training: strict booleans, trainer devices/precision/strategy, a writable `paths.cache`,
+`downstream.probe_layer` against the backbone's stages, data roots that are files, required values left `???`,
+the output folder's parents. A problem is one `UserError` line naming the cell's own overrides (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ssl_lightning.errors import UserError
+from ssl_lightning.trainer_checks import check_trainer
+from ssl_lightning.validation import check_booleans, leaves
+
+MODE_FLAGS = {"-m", "--multirun"}
+HYDRA_DOCS = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def parse(args: list[str]) -> list[Any]:
+    """Hydra's parsed overrides; a syntax slip (e.g. an unclosed `[`) is one line naming the argument."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for arg in args:
+        try:
+            parsed.extend(parser.parse_overrides([arg]))
+        except OverrideParseException as error:
+            first = _one_line(error).split(" See https")[0]
+            raise UserError(f"cannot parse the override {arg!r}: {first}; quote lists and strings, e.g. "
+                            f"'downstream.lr_grid=[0.1,0.01]' ({HYDRA_DOCS})") from None
+    return parsed
+
+
+def _check_repeated_groups(overrides: list[Any], groups: set[str]) -> None:
+    seen: dict[str, str] = {}
+    for override in overrides:
+        name = override.key_or_group
+        if name in groups and override.package is None and override.is_add():  # a plain group=x twice: last wins
+            if name in seen:
+                raise UserError(f"{name} is given twice ({seen[name]} and {override.input_line}); give it once, "
+                                f"or sweep with -m {'+' if name == 'experiment' else ''}{name}=a,b")
+            seen[name] = override.input_line
+
+
+def expand(overrides: list[Any], multirun: bool) -> list[list[str]]:
+    """The cells as lists of override strings (the basic sweeper's order); one cell without -m."""
+    if not multirun:
+        return [[override.input_line for override in overrides]]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    batches = BasicSweeper.split_arguments(overrides, None)
+    return [list(cell) for batch in batches for cell in batch]
+
+
+def _varying(cells: list[list[str]], cell: list[str]) -> list[str]:
+    """The overrides of `cell` that differ between cells: what names it in a sweep."""
+    common = set.intersection(*(set(c) for c in cells)) if cells else set()
+    return [line for line in cell if line not in common] or cell
+
+
+def _is_group(name: str, groups: set[str]) -> bool:
+    return name in groups or "/" in name
+
+
+def _group_choices(cell: list[str], groups: set[str]) -> tuple[str, ...]:
+    chosen = []
+    for line in cell:
+        name = line.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+        if _is_group(name, groups):
+            chosen.append(line)
+    return tuple(chosen)
+
+
+def _existing_file_above(path: Path) -> Path | None:
+    """The first existing ancestor of `path` (itself included) that is not a folder, if any."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def check_output_dir(folder: str, key: str) -> None:
+    blocking = _existing_file_above(Path(folder).expanduser().absolute())
+    if blocking is not None:
+        raise UserError(f"{key}={folder} cannot be created: {blocking} is a file; choose another folder")
+
+
+def check_cache(cache: str) -> None:
+    """paths.cache must be (or become) a folder this user can write into."""
+    path = Path(cache).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"paths.cache={cache} is a file, not a folder; point paths.cache at a folder")
+    blocking = _existing_file_above(path)
+    if blocking is not None:
+        raise UserError(f"paths.cache={cache} cannot be created: {blocking} is a file; point paths.cache elsewhere")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"paths.cache={cache} is not writable ({existing} refuses writes); "
+                        "point paths.cache at a folder you can write to")
+
+
+def check_roots(values: dict[str, Any]) -> None:
+    """Every `root` setting that names an existing file instead of a folder."""
+    for key, value in leaves(values):
+        if key.rpartition(".")[2] != "root" or not isinstance(value, str) or value == "???":
+            continue
+        path = Path(value).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{key}={value} is a file, not a folder; point it at the folder that holds the images")
+
+
+def check_missing(values: dict[str, Any]) -> None:
+    """Values the config marks as required (`???`) and nobody set."""
+    for key, value in leaves(values):
+        if value == "???":
+            raise UserError(f"{key} is required but not set; add {key}=<value> to the command line")
+
+
+@lru_cache(maxsize=16)
+def _stage_count(backbone: tuple[tuple[str, Any], ...]) -> int:
+    import torch
+
+    from ssl_lightning.models.backbones import BackboneConfig, build_encoder
+    from ssl_lightning.models.probe import stage_count
+
+    with torch.device("meta"):  # the module structure only: no memory, no initialisation cost
+        return stage_count(build_encoder(BackboneConfig(**dict(backbone)), 3, 32))
+
+
+def check_probe_layer(settings: Any) -> None:
+    layer = settings.downstream.probe_layer
+    if not isinstance(layer, int):
+        return
+    from dataclasses import asdict
+
+    stages = _stage_count(tuple(sorted(asdict(settings.backbone).items())))
+    if layer > stages:
+        raise UserError(f"downstream.probe_layer={layer} is out of range: backbone {settings.backbone.name} has "
+                        f"stages 1..{stages}; use a number in that range, last or best")
+
+
+def _job_values(config: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    job = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    values = OmegaConf.to_container(job, resolve=True, throw_on_missing=False)
+    assert isinstance(values, dict)
+    return values
+
+
+def check_cell(config: Any, defaults: Any, multirun: bool) -> None:
+    """All cheap checks of one composed cell (its Hydra node included); UserError on the first problem."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from ssl_lightning import settings as settings_module
+    from ssl_lightning.trainer_factory import check_accelerator
+
+    HydraConfig.instance().set_config(config)  # ${hydra:runtime.cwd} in paths.cache
+    if multirun:
+        check_output_dir(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+    else:
+        check_output_dir(str(config.hydra.run.dir), "hydra.run.dir")
+    values = _job_values(config)
+    check_missing(values)
+    check_booleans(values, _job_values(defaults))
+    check_roots(values)
+    job = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    settings = settings_module.from_config(job)
+    check_accelerator(settings.trainer)
+    check_trainer(settings.trainer)
+    check_cache(str(values["paths"]["cache"]))
+    check_probe_layer(settings)
+
+
+def _compose(compose: Any, cell: list[str], hydra_node: bool = True) -> Any:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return compose(config_name="config", overrides=cell, return_hydra_config=hydra_node)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        raise UserError(_one_line(error)) from None
+
+
+def cells_of(argv: list[str]) -> tuple[list[list[str]], bool] | None:
+    """(cells, multirun) for a command line of overrides; None when it asks Hydra for something else (--help)."""
+    flags = [arg for arg in argv if arg.startswith("-")]
+    if set(flags) - MODE_FLAGS:
+        return None
+    args = [arg for arg in argv if not arg.startswith("-")]
+    multirun = bool(flags)
+    return expand(parse(args), multirun), multirun
+
+
+def _cell_config(compose: Any, cell: list[str], groups: set[str], composed: dict[tuple[str, ...], Any]) -> Any:
+    """The cell's composed config. Cells that choose the same config groups differ only in values: the first is
+    composed in full, the others copy it and apply their own value overrides the way Hydra's config loader does
+    after building the defaults list, which keeps a 100-cell sweep's check to seconds."""
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    choices = _group_choices(cell, groups)
+    if choices not in composed:
+        composed[choices] = (cell, _compose(compose, cell))
+        return composed[choices][1]
+    first_cell, first_config = composed[choices]
+    differing = parse([line for line in cell if line not in first_cell])
+    if len(cell) != len(first_cell) or any(o.is_add() or o.is_delete() or o.key_or_group.startswith("hydra")
+                                           for o in differing):
+        return _compose(compose, cell)
+    config = copy.deepcopy(first_config)
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config(differing, config)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        raise UserError(_one_line(error)) from None
+    return config
+
+
+def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
+    """Compose and check every cell of `argv` (a run or a `-m` sweep); returns the number of cells checked."""
+    found = cells_of(argv)
+    if found is None:
+        return 0
+    _check_repeated_groups(parse([a for a in argv if not a.startswith("-")]), groups)
+    cells, multirun = found
+    from hydra import compose, initialize_config_dir
+    from omegaconf.errors import OmegaConfBaseException
+
+    defaults: dict[tuple[str, ...], Any] = {}
+    composed: dict[tuple[str, ...], Any] = {}
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3",
+                               job_name="ssl_lightning"):
+        for number, cell in enumerate(cells, start=1):
+            try:
+                config = _cell_config(compose, cell, groups, composed)
+                choices = _group_choices(cell, groups)
+                if choices not in defaults:
+                    defaults[choices] = _compose(compose, list(choices), hydra_node=False)
+                try:
+                    check_cell(config, defaults[choices], multirun)
+                except OmegaConfBaseException as error:  # e.g. an interpolation that resolves to nothing
+                    raise UserError(f"cannot resolve the configuration: {_one_line(error)}") from None
+            except UserError as error:
+                if len(cells) == 1:
+                    raise
+                named = " ".join(_varying(cells, cell))
+                raise UserError(f"sweep cell {number}/{len(cells)} ({named}): {error}; nothing was trained") from None
+    return len(cells)
