@@ -21,6 +21,7 @@ from scipy import optimize, stats
 
 LEVEL = 0.95
 POWER = 0.80
+LARGE_DF = 1e4
 SPREAD_TOLERANCE = 1e-6  # relative to max(1, largest |value|): spreads below it are float rounding, not variation
 
 
@@ -173,7 +174,11 @@ def detectable_difference(se: float, df: float, alpha: float, power: float = POW
     critical = float(stats.t.ppf(1 - alpha / 2, df))
 
     def shortfall(noncentrality: float) -> float:
-        rejects = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+        if df > LARGE_DF:  # scipy's noncentral t returns NaN there; it is a shifted normal by then
+            rejects = stats.norm.sf(critical - noncentrality) + stats.norm.cdf(-critical - noncentrality)
+        else:
+            lower = float(stats.nct.cdf(-critical, df, noncentrality))  # far tail: scipy may give NaN for ~0
+            rejects = stats.nct.sf(critical, df, noncentrality) + (0.0 if math.isnan(lower) else lower)
         return float(rejects) - power
 
     upper = critical + 1.0
