@@ -25,7 +25,7 @@ PANELS = (
     ("Downstream accuracy", "downstream", "downstream/train_acc", "downstream/val_acc", True),
 )
 
-# The label-free-comparable monitors (validation only), drawn in extra panels when any run logged them.
+# The validation monitors (the k-NN one reads validation labels; both select nothing), extra panels when logged.
 MONITOR_PANELS = (
     ("Pretext k-NN accuracy (val, k=20, monitor only)", "pretext", None, "pretext/val_knn_acc", True),
     ("Pretext RankMe (val, effective rank)", "pretext", None, "pretext/val_rankme", False),

@@ -31,7 +31,7 @@ def words_for_key(metric_key: str) -> str:
 def require(metric: str, runs: list) -> None:
     """One line when a successful run lacks the chosen metric (older results.json files do), before any output."""
     ok = [run for run in runs if run.ok]
-    lacking = [run for run in ok if run.metrics.get(key(metric)) is None]
+    lacking = [run for run in ok if run.value(key(metric)) is None]
     if lacking:
         raise UserError(f"--metric {metric}: {len(lacking)} of {len(ok)} successful run(s) lack {key(metric)} in "
                         f"results.json (first: {lacking[0].results_path}); older runs only have test_acc: "
