@@ -357,3 +357,29 @@ def test_the_chosen_metric_drives_cells_and_comparisons():
     (comparison,) = build_comparisons(build_cells(runs, "test_balanced_acc"))
     assert comparison.method.estimate.mean == pytest.approx(62.0)
     assert comparison.result.diff == pytest.approx(11.0)
+
+
+STUDY = Path(__file__).resolve().parent.parent / "docs" / "study"
+
+
+@pytest.mark.parametrize("runs_file, comparisons_file", [
+    ("results_runs.csv", "comparisons.csv"), ("probe_results_runs.csv", "probe_comparisons.csv"),
+    ("methods_5pct_results_runs.csv", "methods_5pct_comparisons.csv")])
+def test_the_stored_study_re_reports_to_its_published_comparisons(runs_file, comparisons_file):
+    """docs/RESULTS.md quotes these numbers: the report code must still produce them from the per-run CSV."""
+    import csv
+
+    from ssl_lightning.report.comparisons import csv_row
+    from ssl_lightning.report.csvfile import read_runs_csv
+
+    comparisons = build_comparisons(build_cells(read_runs_csv(STUDY / runs_file).runs))
+    with (STUDY / comparisons_file).open(newline="") as stream:
+        published = {(r["protocol"], r["label"], r["fraction"]): r for r in csv.DictReader(stream)}
+    rows = {(r["protocol"], r["label"], r["fraction"]): r for r in map(csv_row, comparisons)}
+    assert set(rows) == set(published)
+    for key, row in rows.items():
+        for column in ("diff_points", "diff_ci_low", "diff_ci_high", "p_value", "holm_p_value",
+                       "detectable_diff_points", "detectable_diff_points_holm"):
+            assert float(row[column]) == pytest.approx(float(published[key][column]), rel=1e-9), (key, column)
+        assert row["test"] == published[key]["test"] == PAIRED and row["holm_family"] == int(
+            published[key]["holm_family"])

@@ -26,7 +26,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                      description="Gather every results.json below a folder into tables and figures.")
     parser.add_argument("folder", type=Path,
                         help="a multirun or outputs folder (or a results_runs.csv written by the report)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: the folder)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the report (default: the folder; <csv name>_report/ for a CSV)")
     parser.add_argument("--embedding-points", type=int, default=2000,
                         help="test images per t-SNE embedding map (0: no maps)")
     parser.add_argument("--metric", choices=tuple(METRICS), default=DEFAULT,
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     root = args.folder.expanduser().resolve()
     from_csv = root.is_file() and root.suffix == ".csv"
-    out_dir = (args.out.expanduser().resolve() if args.out else (root.parent if from_csv else root))
+    default_out = root.with_name(f"{root.stem}_report") if from_csv else root  # never overwrite the CSV's folder
+    out_dir = args.out.expanduser().resolve() if args.out else default_out
     try:
         collection = read_runs_csv(root) if from_csv else collect(root)
         require(args.metric, collection.runs)

@@ -77,8 +77,12 @@ class Cell:
 
     @property
     def splits_per_encoder(self) -> tuple[int, int]:
-        """(fewest, most) label splits per seed among the successful runs; (0, 0) without any."""
-        counts = [len(v) for v in per_seed(self.ok_runs, lambda r: 0.0).values()]
+        """(fewest, most) distinct split seeds per seed among the successful runs; (0, 0) without any. A
+        (seed, split seed) run twice is one split (averaged within its seed like any other run of that seed)."""
+        splits: dict[Hashable, set] = defaultdict(set)
+        for index, run in enumerate(self.ok_runs):
+            splits[run.seed if run.seed is not None else ("no seed", index)].add(run.split_seed)
+        counts = [len(v) for v in splits.values()]
         return (min(counts), max(counts)) if counts else (0, 0)
 
     @property
@@ -129,12 +133,15 @@ class Cell:
 
     @property
     def design_text(self) -> str:
-        """'n=3', or 'n=30: 3 seeds x 10 splits' when seeds hold several label splits."""
-        low, high = self.splits_per_encoder
-        if high <= 1:
+        """'n=3' (one run per seed), 'n=30: 3 seeds x 10 splits' when seeds hold several label splits, 'n=3: 2 seeds'
+        when a (seed, split seed) was run more than once."""
+        if self.n == self.n_encoders:
             return f"n={self.n}"
-        splits = f"{low}" if low == high else f"{low}-{high}"
-        return f"n={self.n}: {self.n_encoders} seed{'s' if self.n_encoders != 1 else ''} x {splits} splits"
+        low, high = self.splits_per_encoder
+        seeds = f"{self.n_encoders} seed{'s' if self.n_encoders != 1 else ''}"
+        if high <= 1:
+            return f"n={self.n}: {seeds}"
+        return f"n={self.n}: {seeds} x {low if low == high else f'{low}-{high}'} splits"
 
     @property
     def is_reference(self) -> bool:

@@ -317,7 +317,8 @@ def _reading(comparisons: list[Comparison]) -> list[str]:
         if c.result is None or c.result.low is None or c.result.high is None:
             lines.append(f"{where} not tested ({c.note})")
         elif c.result.p is None:
-            lines.append(f"{where} every paired difference is {c.result.diff:+.2f} points; no interval to read")
+            lines.append(f"{where} zero spread: the difference is exactly {c.result.diff:+.2f} points in every "
+                         "replicate; no interval or p-value")
         else:
             lines.append(f"{where} the difference lies in [{c.result.low:+.2f}, {c.result.high:+.2f}] points "
                          f"(95%, not corrected); it rules out differences {c.rules_out}")

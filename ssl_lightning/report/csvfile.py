@@ -96,7 +96,9 @@ def read_runs_csv(path: Path) -> Collection:
     if not rows or needed - set(rows[0]):
         raise UserError(f"{path} is not a results_runs.csv (needs columns {', '.join(sorted(needed))})")
     runs = []
-    for row in rows:
+    for number, row in enumerate(rows, start=2):
+        if _parsed(row["fraction"], float) is None and _parsed(row.get("labels_per_class"), int) is None:
+            raise UserError(f"{path} line {number}: neither fraction nor labels_per_class is given")
         ok = row["status"] == "ok" and _parsed(row["test_acc"], float) is not None
         metrics = {key: _parsed(row.get(key), float) for key in EXTRA_METRICS}
         runs.append(Run(

@@ -119,7 +119,8 @@ def render_tables(tables: list[Table], root: Path) -> str:
             parts += [random_encoder_note(table.protocol), ""]
         repeated = repeat_lines(table)
         if repeated:
-            parts += ["Repeated seeds (every run is counted in n):", "", *repeated, ""]
+            parts += ["Repeated (seed, split seed) runs (counted in n, averaged within their seed, so they add no seed "
+                      "to the interval):", "", *repeated, ""]
     return "\n".join(parts)
 
 
