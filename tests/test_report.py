@@ -19,7 +19,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 3
 CSV_COLUMNS = ["data", "protocol", "method", "label", "fraction", "n", "n_failed", "test_loss_mean", "test_loss_std",
                "test_acc_mean", "test_acc_std", "seeds", "test_acc_ci_low", "test_acc_ci_high", "test_loss_ci_low",
-               "test_loss_ci_high", "split_seeds"]
+               "test_loss_ci_high", "split_seeds", "labels_per_class", "n_seeds", "splits_per_seed", "metric",
+               "metric_mean", "metric_std", "metric_ci_low", "metric_ci_high"]
+FINETUNE, LINEAR = "synthetic — finetune (test accuracy)", "synthetic — linear (test accuracy)"
 # two-sided 95% quantiles of Student's t, closed forms: df=1 is Cauchy, df=2 has CDF 1/2 + t / (2 sqrt(2 + t^2))
 T95 = {1: math.tan(0.475 * math.pi), 2: math.sqrt(2 * 0.95**2 / (1 - 0.95**2))}
 
@@ -139,7 +141,7 @@ def test_table_cells_are_mean_and_std_over_seeds(built):
     root, out, done = built
     assert done.returncode == 0, done.stderr
     tables = _tables((out / "results.md").read_text())
-    finetune, linear = tables["synthetic — finetune"], tables["synthetic — linear"]
+    finetune, linear = tables[FINETUNE], tables[LINEAR]
     assert list(finetune["5%"]) == ["Rotation", "SimCLR", "SimCLR (target+kidney)", "Supervised",
                                     "Supervised (init=torchvision)"]
     assert finetune["5%"]["Rotation"] == _expected(*_values("rot_f05"))
@@ -150,14 +152,16 @@ def test_table_cells_are_mean_and_std_over_seeds(built):
     assert finetune["Supervised 100%"]["Supervised"] == _expected(*_values("sup_f100"))
     assert finetune["Supervised 100%"]["Rotation"] == "—"
     assert "100%" not in finetune  # supervised at 100% is the reference row, not a fraction row
-    assert linear["50%"] == {"Rotation+Jitter": _expected(*_values("jit_f50"))}
-    assert "synthetic — finetune" in done.stdout and _expected(*_values("rot_f05")) in done.stdout
+    # seed 1 was run twice with the same split seed: averaged within its seed, the interval is over 2 seeds
+    assert linear["50%"] == {"Rotation+Jitter": _expected([0.2897, (0.31 + 0.33) / 2], [0.894, (0.87 + 0.86) / 2])
+                             .replace("(n=2)", "(n=3: 2 seeds)")}
+    assert FINETUNE in done.stdout and _expected(*_values("rot_f05")) in done.stdout
 
 
 def test_failed_runs_are_marked_counted_and_listed(built):
     root, out, done = built
     markdown = (out / "results.md").read_text()
-    finetune = _tables(markdown)["synthetic — finetune"]
+    finetune = _tables(markdown)[FINETUNE]
     assert finetune["25%"]["Rotation"] == _expected(*_values("rot_f25"), failed=1)
     assert finetune["5%"]["Supervised"] == "FAILED (2 of 2)"
     for folder in ("rot_f25_s2", "sup_f05_s0", "sup_f05_s1"):
@@ -233,7 +237,7 @@ def test_report_on_a_real_multirun(cli, tmp_path):
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
     report = _report(sweep)
     assert report.returncode == 0, report.stderr
-    table = _tables((sweep / "results.md").read_text())["synthetic — finetune"]
+    table = _tables((sweep / "results.md").read_text())[FINETUNE]
     names = {"rotation": "Rotation", "supervised": "Supervised"}
     for r in results:
         assert table[f"{round(100 * r['fraction'])}%"][names[r["experiment"]]] == _expected(
@@ -304,7 +308,7 @@ def _comparisons(root: Path) -> dict[tuple[str, str], dict[str, str]]:
 def test_configurations_that_differ_are_not_averaged(stats_report):
     root, done = stats_report
     assert done.returncode == 0, done.stderr
-    table = _tables((root / "results.md").read_text())["synthetic — finetune"]["25%"]
+    table = _tables((root / "results.md").read_text())[FINETUNE]["25%"]
     assert list(table) == ["Rotation", "Rotation+Jitter", "SimCLR [downstream.lr=0.01]",
                            "SimCLR [downstream.lr=0.05]", "Supervised"]
     assert table["SimCLR [downstream.lr=0.01]"] == _expected([0.40, 0.34], [0.60, 0.66])
@@ -316,8 +320,8 @@ def test_configurations_that_differ_are_not_averaged(stats_report):
 def test_linear_table_calls_the_supervised_column_a_random_encoder(stats_report):
     root, _ = stats_report
     markdown = (root / "results.md").read_text()
-    assert list(_tables(markdown)["synthetic — linear"]["25%"]) == ["SimCLR", "Random encoder"]
-    assert "Supervised" not in _tables(markdown)["synthetic — linear"]["25%"]
+    assert list(_tables(markdown)[LINEAR]["25%"]) == ["SimCLR", "Random encoder"]
+    assert "Supervised" not in _tables(markdown)[LINEAR]["25%"]
     assert '"Random encoder", is a randomly initialised, untrained encoder probed linearly' in markdown
     assert _comparisons(root)[("linear", "SimCLR")]["baseline"] == "Random encoder"
 
@@ -341,30 +345,33 @@ def test_paired_comparison_matches_a_hand_computation(stats_report):
         1 - 2 / math.pi * math.atan(abs(t1)), rel=1e-9)
 
 
-def test_welch_when_the_replicates_differ_and_no_test_below_two_runs(stats_report):
+def test_pairing_by_seed_on_shared_replicates_and_no_test_below_two_seeds(stats_report):
     root, _ = stats_report
     rows = _comparisons(root)
-    rotation = rows[("finetune", "Rotation")]  # split seed fixed at 0: its (seed, split seed) pairs differ
+    rotation = rows[("finetune", "Rotation")]  # split seed fixed at 0: only seed 0 shares its split seed
     a, b = _accs("rot_s0", "rot_s1", "rot_s2"), _accs("sup_s0", "sup_s1", "sup_s2")
-    va, vb = statistics.variance(a) / 3, statistics.variance(b) / 3
-    assert rotation["test"] == "Welch t"
-    assert float(rotation["df"]) == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2), rel=1e-9)
-    assert float(rotation["diff_points"]) == pytest.approx(statistics.mean(a) - statistics.mean(b), rel=1e-9)
-    assert rows[("finetune", "SimCLR [downstream.lr=0.01]")]["test"] == "Welch t"  # 2 of the baseline's 3 pairs
+    d = [x - y for x, y in zip(a, b, strict=True)]  # paired by seed (one split each)
+    assert (rotation["test"], float(rotation["df"]), rotation["paired_seeds"]) == ("paired t (by seed)", 2.0, "3")
+    assert float(rotation["diff_points"]) == pytest.approx(statistics.mean(d), rel=1e-9)
+    assert float(rotation["se"]) == pytest.approx(statistics.stdev(d) / math.sqrt(3), rel=1e-9)
+    lr = rows[("finetune", "SimCLR [downstream.lr=0.01]")]  # 2 of the baseline's 3 pairs: paired on those 2
+    d2 = [x - y for x, y in zip(_accs("simlr_s0", "simlr_s1"), _accs("sup_s0", "sup_s1"), strict=True)]
+    assert (lr["test"], float(lr["df"]), lr["left_out"]) == ("paired t", 1.0, "baseline seed 2 split 2")
+    assert float(lr["diff_points"]) == pytest.approx(statistics.mean(d2), rel=1e-9)
     jitter = rows[("finetune", "Rotation+Jitter")]
     assert (jitter["test"], jitter["p_value"], jitter["holm_p_value"], jitter["significant"]) == ("", "", "", "")
-    assert jitter["note"] == "no test: n < 2 (n=1 vs 3)"
+    assert jitter["note"] == "no test: n < 2 (n=1 vs 3 seeds)" and jitter["holm_family"] == "4"
     assert float(jitter["diff_points"]) == pytest.approx(77 - statistics.mean(b), rel=1e-9)
 
 
 def test_holm_across_the_table_and_the_asterisk(stats_report):
     root, _ = stats_report
     rows = [r for r in _comparisons(root).values() if r["protocol"] == "finetune" and r["p_value"]]
-    assert len(rows) == 3
+    assert len(rows) == 3  # tested; the family is 4: Rotation+Jitter (one run) is planned but untested
     ordered = sorted(rows, key=lambda r: float(r["p_value"]))
     running = 0.0
     for rank, row in enumerate(ordered):
-        running = max(running, min(1.0, (3 - rank) * float(row["p_value"])))
+        running = max(running, min(1.0, (4 - rank) * float(row["p_value"])))
         assert float(row["holm_p_value"]) == pytest.approx(running, rel=1e-12)
         assert row["significant"] == ("yes" if running < 0.05 else "no")
     assert ordered[0]["label"] == "SimCLR [downstream.lr=0.05]" and ordered[0]["significant"] == "yes"
@@ -377,7 +384,11 @@ def test_holm_across_the_table_and_the_asterisk(stats_report):
     best = "SimCLR [downstream.lr=0.05]"
     assert marked[best] == f"{float(by_label[best]['diff_points']):+.2f}*"
     assert marked["Rotation"] == f"{float(by_label['Rotation']['diff_points']):+.2f}"  # not significant: no mark
-    assert "for the 3 tested comparison(s) of this table; * marks Holm p < 0.05" in section
+    assert "Holm p corrects over the 4 planned comparison(s) of this table, 3 of them tested; * marks" in section
+    assert "- 25%, Rotation+Jitter: no test: n < 2 (n=1 vs 3 seeds)" in section  # named, not dropped
+    best_row = by_label[best]
+    assert f"the difference lies in [{float(best_row['diff_ci_low']):+.2f}, {float(best_row['diff_ci_high']):+.2f}]" \
+        in section
 
 
 def test_runs_csv_has_one_row_per_run(stats_report):
@@ -386,7 +397,8 @@ def test_runs_csv_has_one_row_per_run(stats_report):
         reader = csv.DictReader(stream)
         assert reader.fieldnames == ["experiment", "label", "data", "protocol", "fraction", "seed", "split_seed",
                                      "status", "test_acc", "test_loss", "best_val_acc", "best_epoch", "chosen_lr",
-                                     "run_folder", "error"]
+                                     "run_folder", "error", "labels_per_class", "test_balanced_acc",
+                                     "test_macro_f1", "test_group_acc", "test_group_balanced_acc"]
         rows = {r["run_folder"]: r for r in reader}
     assert set(rows) == {r[0] for r in STATS_RUNS}
     for index, (folder, experiment, protocol, seed, split_seed, acc, _, _) in enumerate(STATS_RUNS):
@@ -408,3 +420,78 @@ def test_comparisons_name_config_differences_between_method_and_baseline(stats_r
     assert rows[("finetune", "Rotation")]["config_differences"] == ""  # simclr.* and pretext.* are not shared keys
     markdown = (root / "results.md").read_text()
     assert "- 25%, SimCLR [downstream.lr=0.01]: downstream.lr=0.01 vs 0.05" in markdown
+
+
+# Newer results.json keys: other metrics, k-NN, a budget by count, several label splits per seed.
+# (folder, experiment, protocol, seed, split seed, labels_per_class or None, fraction, test_acc, balanced acc)
+METRIC_RUNS = [
+    *((f"knn_sup_s{s}", "supervised", "knn", s, s, 10, None, 0.50 + 0.01 * s, 0.40 + 0.02 * s) for s in range(3)),
+    *((f"knn_sim_s{s}", "simclr", "knn", s, s, 10, None, 0.70 + 0.01 * s, 0.60 + 0.03 * s) for s in range(3)),
+    *((f"lin_sim_s{s}_{k}", "simclr", "linear", s, k, None, 0.05, 0.70, 0.60 + 0.02 * s + 0.01 * k)
+      for s in range(2) for k in range(2)),
+]
+
+
+def _balanced(folder: str) -> float:
+    return 100 * next(r[8] for r in METRIC_RUNS if r[0] == folder)
+
+
+@pytest.fixture(scope="module")
+def metric_report(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("metrics")
+    for folder, experiment, protocol, seed, split, per_class, fraction, acc, balanced in METRIC_RUNS:
+        results = {"status": "ok", "experiment": experiment, "data": "patients", "protocol": protocol,
+                   "fraction": fraction, "labels_per_class": per_class, "seed": seed, "split_seed": split,
+                   "test_acc": acc, "test_balanced_acc": balanced, "test_group_acc": acc,
+                   "test_group_balanced_acc": balanced, "test_confusion": [[1, 0], [0, 1]]}
+        if protocol != "knn":
+            results["test_loss"] = 1.0 - acc  # a k-NN probe has no loss
+        if folder.startswith("knn_sim"):
+            results["test_macro_f1"] = balanced  # only some runs have it
+        (root / folder).mkdir()
+        (root / folder / "results.json").write_text(json.dumps(results))
+    return root, _report(root, "--metric", "balanced_acc", "--embedding-points", "0"), _report(
+        root, "--metric", "macro_f1")
+
+
+def test_metric_option_drives_tables_comparisons_and_figures(metric_report):
+    root, done, _ = metric_report
+    assert done.returncode == 0, done.stderr
+    markdown = (root / "results.md").read_text()
+    tables = _tables(markdown)
+    knn = tables["patients — knn (test balanced accuracy)"]
+    assert list(knn) == ["10/class"] and list(knn["10/class"]) == ["SimCLR", "Random encoder"]
+    values = [_balanced(f"knn_sim_s{s}") for s in range(3)]
+    low, high = _ci(values)
+    assert knn["10/class"]["SimCLR"] == f"— / {statistics.mean(values):.2f}% [{low:.2f}, {high:.2f}] (n=3)"
+    assert "Shown: test balanced accuracy (`test_balanced_acc`), percent." in markdown
+    assert "untrained encoder probed by k-NN" in markdown
+    assert (root / "balanced_acc_vs_budget.png").read_bytes()[:8] == PNG_SIGNATURE
+    rows = _comparisons(root)
+    knn_row = rows[("knn", "SimCLR")]
+    d = [_balanced(f"knn_sim_s{s}") - _balanced(f"knn_sup_s{s}") for s in range(3)]
+    assert (knn_row["metric"], knn_row["labels_per_class"], knn_row["fraction"]) == ("test_balanced_acc", "10", "")
+    assert float(knn_row["diff_points"]) == pytest.approx(statistics.mean(d), rel=1e-9)
+    assert float(knn_row["detectable_diff_points_holm"]) >= float(knn_row["detectable_diff_points"]) > 0
+    assert "patients — knn: each method against Random encoder (test balanced accuracy)" in markdown
+
+
+def test_several_splits_per_seed_are_averaged_before_the_interval(metric_report):
+    root, _, _ = metric_report
+    linear = _tables((root / "results.md").read_text())["patients — linear (test balanced accuracy)"]
+    seed_means = [statistics.mean(_balanced(f"lin_sim_s{s}_{k}") for k in range(2)) for s in range(2)]
+    low, high = _ci(seed_means)  # t over the 2 seeds' means (df = 1), not over the 4 runs
+    assert linear["5%"]["SimCLR"] == (f"0.3000 / {statistics.mean(seed_means):.2f}% [{low:.2f}, {high:.2f}] "
+                                      "(n=4: 2 seeds x 2 splits)")
+    with (root / "results.csv").open(newline="") as stream:
+        row = next(r for r in csv.DictReader(stream) if r["protocol"] == "linear")
+    assert (row["n"], row["n_seeds"], row["splits_per_seed"]) == ("4", "2", "2")
+    assert float(row["metric_ci_low"]) == pytest.approx(low, rel=1e-9)
+
+
+def test_a_metric_missing_from_older_runs_is_one_line(metric_report):
+    root, _, missing = metric_report
+    assert missing.returncode == 2
+    line = missing.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("error: --metric macro_f1: 7 of 10 successful run(s) lack test_macro_f1")

@@ -9,7 +9,9 @@ For a non-integer df the p-value comes from integrating the t density numericall
 from __future__ import annotations
 
 import math
+import random
 import statistics
+import struct
 from pathlib import Path
 
 import pytest
@@ -17,15 +19,18 @@ import pytest
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import Run, split_configurations
-from ssl_lightning.report.comparisons import ambiguous_baselines, build_comparisons
+from ssl_lightning.report.comparisons import ambiguous_baselines, build_comparisons, render_comparisons
 from ssl_lightning.report.configs import flatten, relevant, varies_by_design
 from ssl_lightning.report.statistics import (
     PAIRED,
+    PAIRED_BY_SEED,
     WELCH,
+    detectable_difference,
     holm,
     mean_ci,
     paired_difference,
     t_quantile,
+    two_level_ci,
     welch_difference,
 )
 
@@ -115,12 +120,57 @@ def test_zero_variance_gives_no_p_value():
     assert paired_difference([71.0, 72.0], [70.0, 71.0]).p is None
 
 
+def _float32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def test_a_constant_gap_of_k_test_images_is_the_same_answer_whatever_the_rounding():
+    # accuracies as the pipeline stores them: float32 in 0-1, on 10,000 test images; the method is always exactly
+    # 3 images (0.03 points) ahead. Today's `se > 0` gave p ~ 1e-9 or "no test" depending on the rounding.
+    rng = random.Random(0)
+    for _ in range(500):
+        correct = [rng.randint(6000, 9500) for _ in range(rng.randint(2, 5))]
+        method = [100.0 * _float32((c + 3) / 10_000) for c in correct]
+        baseline = [100.0 * _float32(c / 10_000) for c in correct]
+        result = paired_difference(method, baseline)
+        assert result.p is None and result.se == 0.0
+        assert result.low == result.high == result.diff == pytest.approx(0.03, abs=1e-4)
+        welch = welch_difference([method[0]] * 3, [baseline[0]] * 3)
+        assert welch.p is None and welch.low == welch.high
+    # a real spread of one test image is far above the tolerance: it is tested
+    assert paired_difference([80.03, 80.04, 80.03], [80.0, 80.0, 80.0]).p is not None
+
+
 def test_holm_on_a_fixed_vector():
-    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> kept monotone at 0.06
-    assert holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    # the family is all 5 planned comparisons, the untested one included (it can never be rejected):
+    # sorted: 0.005*5 = 0.025, 0.01*4 = 0.04, 0.03*3 = 0.09, 0.04*2 = 0.08 -> kept monotone at 0.09
+    assert holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.04, 0.09, 0.09, 0.025, None])
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])  # 4 planned, all tested
     assert holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1, then monotone
     assert holm([0.2]) == [0.2]
     assert holm([None, None]) == [None, None]
+
+
+def test_holm_counts_untested_comparisons_in_the_family():
+    # one tested comparison among three planned: Bonferroni over 3, not "1 tested, so no correction"
+    assert holm([0.02, None, None]) == pytest.approx([0.06, None, None])
+
+
+@pytest.mark.parametrize("bad", [math.nan, -0.1, 1.5, math.inf])
+def test_holm_refuses_nan_and_impossible_p_values(bad):
+    with pytest.raises(ValueError, match="p-value"):
+        holm([0.01, bad, 0.2])
+
+
+def test_the_tests_refuse_nan_loudly():
+    with pytest.raises(ValueError, match="non-finite"):
+        paired_difference([70.0, math.nan, 72.0], [69.0, 70.0, 71.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        welch_difference([70.0, 71.0], [math.nan, 70.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        mean_ci([70.0, math.nan])
+    with pytest.raises(ValueError, match="non-finite"):
+        two_level_ci({0: [70.0, math.nan], 1: [71.0]})
 
 
 def test_flatten_and_replicate_keys():
@@ -195,3 +245,141 @@ def test_a_method_with_several_fitting_baselines_is_left_out_and_said_so():
     assert ambiguous_baselines(cells) == [
         "- synthetic, finetune, 25%, SimCLR: not compared; several baselines fit "
         "(Supervised [downstream.lr=0.01], Supervised [downstream.lr=0.05])"]
+
+
+# ---- two levels: several label splits per pretext seed ----
+
+def _split_run(seed: int, split: int, acc: float | None, experiment: str = "simclr", fraction: float = 0.05,
+               **extra) -> Run:
+    return Run(results_path=Path("/sweep") / f"{experiment}_{seed}_{split}_{fraction}" / "results.json",
+               ok=acc is not None, experiment=experiment, data="synthetic", protocol="linear", fraction=fraction,
+               seed=seed, variant=(), test_loss=None if acc is None else 1.0, test_acc=acc,
+               error=None if acc is not None else "boom", split_seed=split, **extra)
+
+
+# seed -> accuracies (0-1) of its label splits 0, 1, 2
+TWO_LEVEL = {0: [0.70, 0.72, 0.74], 1: [0.75, 0.77, 0.76], 2: [0.68, 0.69, 0.73]}
+
+
+def test_two_level_interval_matches_a_hand_computation():
+    # per-seed means: 72, 76, 70 points; their mean 72.666..., s = sqrt(((-2/3)^2 + (10/3)^2 + (8/3)^2) / 2)
+    means = [72.0, 76.0, 70.0]
+    mean = 218 / 3
+    s = math.sqrt(sum((m - mean) ** 2 for m in means) / 2)
+    half = T95_DF2 * s / math.sqrt(3)
+    estimate = two_level_ci({seed: [100 * a for a in accs] for seed, accs in TWO_LEVEL.items()})
+    assert (estimate.n, estimate.mean, estimate.std) == (3, pytest.approx(mean), pytest.approx(s))
+    assert (estimate.low, estimate.high) == (pytest.approx(mean - half, rel=1e-9), pytest.approx(mean + half, rel=1e-9))
+    cells = build_cells([_split_run(seed, split, acc) for seed, accs in TWO_LEVEL.items()
+                         for split, acc in enumerate(accs)])
+    (cell,) = cells
+    assert cell.n == 9 and cell.n_encoders == 3 and cell.splits_per_encoder == (3, 3)
+    assert cell.acc_estimate.low == pytest.approx(mean - half, rel=1e-9)
+    assert cell.design_text == "n=9: 3 seeds x 3 splits"
+    # treating the 9 runs as independent would give a much narrower interval: the bug this guards against
+    naive = mean_ci([100 * a for accs in TWO_LEVEL.values() for a in accs])
+    assert naive.high - naive.low < 0.5 * (cell.acc_estimate.high - cell.acc_estimate.low)
+
+
+def test_paired_two_level_comparison_by_seed_and_split_matches_a_hand_computation():
+    baseline = {0: [0.66, 0.70, 0.71], 1: [0.70, 0.73, 0.75], 2: [0.67, 0.66, 0.70]}
+    runs = [_split_run(seed, split, acc) for seed, accs in TWO_LEVEL.items() for split, acc in enumerate(accs)]
+    runs += [_split_run(seed, split, acc, "supervised") for seed, accs in baseline.items()
+             for split, acc in enumerate(accs)]
+    (comparison,) = build_comparisons(build_cells(runs))
+    per_seed = [statistics.fmean(100 * (a - b) for a, b in zip(TWO_LEVEL[s], baseline[s], strict=True))
+                for s in range(3)]  # 3, 1.666..., 2.333...
+    mean, se = statistics.fmean(per_seed), statistics.stdev(per_seed) / math.sqrt(3)
+    result = comparison.result
+    assert result.test == PAIRED and result.df == 2 and comparison.paired_seeds == 3
+    assert result.diff == pytest.approx(mean) and result.se == pytest.approx(se)
+    assert result.low == pytest.approx(mean - T95_DF2 * se) and result.p == pytest.approx(p_df2(mean / se))
+    assert comparison.left_out == ()
+
+
+def test_sides_that_share_seeds_but_not_split_seeds_are_paired_by_seed_after_averaging():
+    runs = [_split_run(seed, split, acc) for seed, accs in TWO_LEVEL.items() for split, acc in enumerate(accs)]
+    runs += [_split_run(seed, 10 + seed, 0.70 + 0.01 * seed, "supervised") for seed in range(3)]
+    (comparison,) = build_comparisons(build_cells(runs))
+    per_seed = [statistics.fmean(100 * a for a in TWO_LEVEL[s]) - 100 * (0.70 + 0.01 * s) for s in range(3)]
+    assert comparison.result.test == PAIRED_BY_SEED and comparison.result.df == 2
+    assert comparison.result.diff == pytest.approx(statistics.fmean(per_seed))
+
+
+def test_a_failed_run_does_not_turn_the_comparison_into_welch():
+    # baseline seed 2 failed: the two shared (seed, split seed) pairs are still paired; the method's seed 2 is named
+    runs = [_split_run(s, s, a) for s, a in enumerate([0.80, 0.83, 0.79])]
+    runs += [_split_run(s, s, a, "supervised") for s, a in enumerate([0.75, 0.79, None])]
+    (comparison,) = build_comparisons(build_cells(runs))
+    assert comparison.result.test == PAIRED and comparison.result.df == 1
+    assert comparison.result.diff == pytest.approx(4.5)
+    assert comparison.left_out == ("method seed 2 split 2",)
+    assert "unpaired, left out of the test: method seed 2 split 2" in comparison.note
+
+
+def test_untested_comparisons_stay_in_the_holm_family_and_are_named():
+    runs = [_split_run(s, s, a) for s, a in enumerate([0.80, 0.83, 0.79])]
+    runs += [_split_run(s, s, a, "supervised") for s, a in enumerate([0.75, 0.79, 0.76])]
+    runs += [_split_run(0, 0, 0.81, "rotation")]  # one run: no test, but planned
+    comparisons = {c.method.label: c for c in build_comparisons(build_cells(runs))}
+    tested, untested = comparisons["SimCLR"], comparisons["Rotation"]
+    assert untested.result is None and untested.holm_p is None and untested.family == 2
+    assert tested.holm_p == pytest.approx(min(1.0, 2 * tested.result.p))
+    text = render_comparisons(list(comparisons.values()))
+    assert "Holm p corrects over the 2 planned comparison(s) of this table, 1 of them tested" in text
+    assert "- 5%, Rotation: no test: n < 2 (n=1 vs 3 seeds)" in text
+
+
+def test_detectable_difference_against_the_normal_approximation_and_the_t_quantiles():
+    # with many degrees of freedom the noncentral t is a shifted normal: delta = (z_{1-a/2} + z_{power}) * se
+    z = statistics.NormalDist()
+    for alpha in (0.05, 0.05 / 9):
+        expected = (z.inv_cdf(1 - alpha / 2) + z.inv_cdf(0.8)) * 1.5
+        assert detectable_difference(1.5, 1e7, alpha) == pytest.approx(expected, rel=1e-4)
+    small = detectable_difference(1.0, 2, 0.05)
+    assert small > T95_DF2  # with 2 df it must exceed the critical value itself
+    assert detectable_difference(1.0, 2, 0.05 / 9) > small
+    assert detectable_difference(0.0, 2, 0.05) is None
+
+
+def test_budgets_by_count_and_by_fraction_get_their_own_rows():
+    runs = [_split_run(s, s, 0.6 + 0.01 * s, labels_per_class=10, fraction=None) for s in range(2)]
+    runs += [_split_run(s, s, 0.7 + 0.01 * s) for s in range(2)]
+    cells = build_cells(runs)
+    assert [c.budget.text for c in cells] == ["10/class", "5%"]
+    assert cells[0].fraction is None and cells[0].budget.labels_per_class == 10
+    assert cells[1].budget.file_part == "5pct" and cells[0].budget.file_part == "10perclass"
+
+
+def test_the_chosen_metric_drives_cells_and_comparisons():
+    runs = [_split_run(s, s, 0.80, metrics={"test_balanced_acc": 0.60 + 0.02 * s}) for s in range(3)]
+    runs += [_split_run(s, s, 0.70, "supervised", metrics={"test_balanced_acc": 0.50 + 0.01 * s}) for s in range(3)]
+    (comparison,) = build_comparisons(build_cells(runs, "test_balanced_acc"))
+    assert comparison.method.estimate.mean == pytest.approx(62.0)
+    assert comparison.result.diff == pytest.approx(11.0)
+
+
+STUDY = Path(__file__).resolve().parent.parent / "docs" / "study"
+
+
+@pytest.mark.parametrize("runs_file, comparisons_file", [
+    ("results_runs.csv", "comparisons.csv"), ("probe_results_runs.csv", "probe_comparisons.csv"),
+    ("methods_5pct_results_runs.csv", "methods_5pct_comparisons.csv")])
+def test_the_stored_study_re_reports_to_its_published_comparisons(runs_file, comparisons_file):
+    """docs/RESULTS.md quotes these numbers: the report code must still produce them from the per-run CSV."""
+    import csv
+
+    from ssl_lightning.report.comparisons import csv_row
+    from ssl_lightning.report.csvfile import read_runs_csv
+
+    comparisons = build_comparisons(build_cells(read_runs_csv(STUDY / runs_file).runs))
+    with (STUDY / comparisons_file).open(newline="") as stream:
+        published = {(r["protocol"], r["label"], r["fraction"]): r for r in csv.DictReader(stream)}
+    rows = {(r["protocol"], r["label"], r["fraction"]): r for r in map(csv_row, comparisons)}
+    assert set(rows) == set(published)
+    for key, row in rows.items():
+        for column in ("diff_points", "diff_ci_low", "diff_ci_high", "p_value", "holm_p_value",
+                       "detectable_diff_points", "detectable_diff_points_holm"):
+            assert float(row[column]) == pytest.approx(float(published[key][column]), rel=1e-9), (key, column)
+        assert row["test"] == published[key]["test"] == PAIRED and row["holm_family"] == int(
+            published[key]["holm_family"])

@@ -1,8 +1,9 @@
 """Sweep report: every results.json below a folder -> results.md, results.csv, results_runs.csv, comparisons.csv
 and PNG figures.
 
-Run it with `python -m ssl_lightning.report <multirun or outputs folder> [--out DIR]`.
-Modules: collect (read runs), columns (method/variant labels), configs (config keys that split columns),
-aggregate (cells: mean, std, 95% CI), statistics (CIs, t-tests, Holm), comparisons (method vs baseline),
-table (markdown), csvfile (csv), curves (TensorBoard scalars), figures (PNGs).
+Run it with `python -m ssl_lightning.report <multirun or outputs folder> [--out DIR] [--metric acc]`.
+Modules: collect (read runs), budget (fraction or labels per class), metric_choice (--metric), columns
+(method/variant labels), configs (config keys that split columns), aggregate (cells: two-level mean and 95% CI over
+seeds), statistics (CIs, t-tests, Holm, detectable difference), comparisons (method vs baseline), table
+(markdown), csvfile (csv in and out), curves (TensorBoard scalars), figures (PNGs).
 """

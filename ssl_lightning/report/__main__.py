@@ -1,4 +1,5 @@
-"""`python -m ssl_lightning.report <folder> [--out DIR]`: tables in the terminal, results.md/csv and PNGs on disk."""
+"""`python -m ssl_lightning.report <folder> [--out DIR] [--metric NAME]`: tables in the terminal, results.md/csv and
+PNGs on disk. The folder may also be a results_runs.csv the report wrote (a stored study): then no figures."""
 
 from __future__ import annotations
 
@@ -15,17 +16,22 @@ from ssl_lightning.report.comparisons import (
     render_comparisons,
     write_comparisons_csv,
 )
-from ssl_lightning.report.csvfile import write_csv, write_runs_csv
+from ssl_lightning.report.csvfile import read_runs_csv, write_csv, write_runs_csv
+from ssl_lightning.report.metric_choice import DEFAULT, METRICS, key, require
 from ssl_lightning.report.table import build_tables, render_markdown, render_tables
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ssl_lightning.report",
                                      description="Gather every results.json below a folder into tables and figures.")
-    parser.add_argument("folder", type=Path, help="a multirun or outputs folder")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: the folder)")
+    parser.add_argument("folder", type=Path,
+                        help="a multirun or outputs folder (or a results_runs.csv written by the report)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the report (default: the folder; <csv name>_report/ for a CSV)")
     parser.add_argument("--embedding-points", type=int, default=2000,
                         help="test images per t-SNE embedding map (0: no maps)")
+    parser.add_argument("--metric", choices=tuple(METRICS), default=DEFAULT,
+                        help="the test metric of the tables, comparisons and figures (default: acc)")
     return parser.parse_args(argv)
 
 
@@ -35,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --embedding-points {args.embedding_points}: use 0 (no maps) or more", file=sys.stderr)
         return 2
     root = args.folder.expanduser().resolve()
-    out_dir = (args.out.expanduser().resolve() if args.out else root)
+    from_csv = root.is_file() and root.suffix == ".csv"
+    default_out = root.with_name(f"{root.stem}_report") if from_csv else root  # never overwrite the CSV's folder
+    out_dir = args.out.expanduser().resolve() if args.out else default_out
     try:
-        collection = collect(root)
-        cells = build_cells(collection.runs)
+        collection = read_runs_csv(root) if from_csv else collect(root)
+        require(args.metric, collection.runs)
+        cells = build_cells(collection.runs, key(args.metric))
         out_dir.mkdir(parents=True, exist_ok=True)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -52,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     comparisons = build_comparisons(cells)
     comparisons_text = render_comparisons(comparisons, ambiguous_baselines(cells))
 
-    from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures  # matplotlib only when needed
+    from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures, figure_name  # matplotlib: lazily
 
-    figures = [*curve_figures(cells, out_dir), accuracy_vs_fraction(cells, out_dir / "accuracy_vs_fraction.png")]
-    from ssl_lightning.report.embedding_figure import embedding_figures  # scikit-learn only when needed
+    figures = [] if from_csv else curve_figures(cells, out_dir)
+    figures.append(accuracy_vs_fraction(cells, out_dir / figure_name(key(args.metric))))
+    if not from_csv:
+        from ssl_lightning.report.embedding_figure import embedding_figures  # scikit-learn only when needed
 
-    figures += embedding_figures(collection.runs, out_dir, args.embedding_points)
+        figures += embedding_figures(collection.runs, out_dir, args.embedding_points)
     write_csv(cells, out_dir / "results.csv")
-    write_runs_csv(cells, root, out_dir / "results_runs.csv")
+    if not from_csv or out_dir / "results_runs.csv" != root:
+        write_runs_csv(cells, collection.root, out_dir / "results_runs.csv")
     write_comparisons_csv(comparisons, out_dir / "comparisons.csv")
     (out_dir / "results.md").write_text(render_markdown(collection, tables, figures, comparisons_text) + "\n")
     print(render_tables(tables, root))

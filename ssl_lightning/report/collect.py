@@ -11,18 +11,24 @@ from typing import Any
 
 from ssl_lightning.errors import UserError
 from ssl_lightning.report import columns, configs
+from ssl_lightning.report.budget import Budget, budget_of
+from ssl_lightning.report.metric_choice import METRICS
 
 
 @dataclass(frozen=True)
 class Run:
-    """One cell run as the report needs it; test_acc in 0-1 as stored."""
+    """One cell run as the report needs it; test_acc and the other test metrics in 0-1 as stored.
+
+    The budget is `fraction` or, for runs with `data.labels_per_class`, `labels_per_class` (fraction then None).
+    `metrics` holds every test metric the run recorded (results.json keys: test_acc, test_balanced_acc,
+    test_macro_f1, test_group_acc, test_group_balanced_acc); older files have test_acc only."""
 
     results_path: Path
     ok: bool
     experiment: str
     data: str
     protocol: str
-    fraction: float
+    fraction: float | None
     seed: int | None
     variant: tuple[str, ...]
     test_loss: float | None
@@ -34,6 +40,17 @@ class Run:
     chosen_lr: float | None = None
     config: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # keys that matter, flattened
     config_variant: tuple[str, ...] = ()  # 'key=value' for config keys that differ from other runs of its column
+    labels_per_class: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    stored_label: str | None = None  # the column label as written in a results_runs.csv this run was read from
+
+    @property
+    def budget(self) -> Budget:
+        return budget_of(self.fraction, self.labels_per_class)
+
+    def value(self, metric_key: str) -> float | None:
+        """A test metric in 0-1 (test_acc lives in its own field as well)."""
+        return self.test_acc if metric_key == "test_acc" else self.metrics.get(metric_key)
 
     @property
     def run_dir(self) -> Path:
@@ -46,6 +63,8 @@ class Run:
 
     @property
     def label(self) -> str:
+        if self.stored_label is not None:
+            return self.stored_label
         return columns.label(self.experiment, self.variant, self.config_variant, self.protocol)
 
     @property
@@ -84,19 +103,38 @@ def _one_line(text: Any, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _to_run(path: Path, results: dict[str, Any], show_backbone: bool) -> Run:
-    missing = [key for key in ("experiment", "data", "fraction") if results.get(key) is None]
-    if missing:
-        raise ValueError(f"missing key(s) {missing}")
+def _budget_keys(results: dict[str, Any]) -> tuple[float | None, int | None]:
+    """(fraction, labels_per_class): at least one must be recorded; labels_per_class may replace the fraction."""
+    per_class = results.get("labels_per_class")
+    if per_class is not None:
+        if _integer(per_class) is None or per_class < 1:
+            raise ValueError(f"labels_per_class {per_class!r} is not a positive integer")
+        fraction = _number(results.get("fraction"))
+        return fraction, per_class
+    if results.get("fraction") is None:
+        raise ValueError("missing key(s) ['fraction'] (and no labels_per_class)")
     fraction = _number(results["fraction"])
     if fraction is None:
         raise ValueError(f"fraction {results['fraction']!r} is not a number")
+    return fraction, None
+
+
+def _metrics(results: dict[str, Any]) -> dict[str, float]:
+    found = {key: _number(results.get(key)) for key, _ in METRICS.values()}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def _to_run(path: Path, results: dict[str, Any], show_backbone: bool) -> Run:
+    missing = [key for key in ("experiment", "data") if results.get(key) is None]
+    if missing:
+        raise ValueError(f"missing key(s) {missing}")
+    fraction, per_class = _budget_keys(results)
     loss, acc = _number(results.get("test_loss")), _number(results.get("test_acc"))
     status = results.get("status")
     error = results.get("error")
-    ok = status == "ok" and loss is not None and acc is not None
+    ok = status == "ok" and acc is not None  # a k-NN probe has no test loss
     if status == "ok" and not ok:
-        error = "status ok but test_loss/test_acc missing or not finite"
+        error = "status ok but test_acc missing or not finite"
     elif not ok and not error:
         error = f"status {status!r}"
     experiment = str(results["experiment"])
@@ -107,7 +145,8 @@ def _to_run(path: Path, results: dict[str, Any], show_backbone: bool) -> Run:
                test_acc=acc if ok else None, error=None if ok else _one_line(error),
                split_seed=_integer(results.get("split_seed")), best_val_acc=_number(results.get("best_val_acc")),
                best_epoch=_integer(results.get("best_epoch")), chosen_lr=_number(results.get("chosen_lr")),
-               config=configs.relevant(config if isinstance(config, dict) else None, experiment))
+               config=configs.relevant(config if isinstance(config, dict) else None, experiment),
+               labels_per_class=per_class, metrics=_metrics(results) if ok else {})
 
 
 def _integer(value: Any) -> int | None:

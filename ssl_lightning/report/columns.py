@@ -9,7 +9,8 @@ from ssl_lightning.methods import registry
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
 DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised"}
-RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a linear probe: nothing was trained before
+RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a frozen probe: nothing was trained before
+PROBES = ("linear", "knn")  # protocols that train nothing in the encoder
 _DEFAULT_PRETEXT = {"", "target", "default", "same"}
 _DEFAULT_INIT = {"", "random", "none", "scratch"}
 
@@ -45,8 +46,9 @@ def variant(results: dict[str, Any], show_backbone: bool = False) -> tuple[str, 
 
 
 def display(experiment: str, protocol: str | None = None) -> str:
-    """The method's name; the supervised experiment probed linearly is an untrained encoder and says so."""
-    if experiment == "supervised" and protocol == "linear":
+    """The method's name; the supervised experiment under a frozen-encoder probe (linear, k-NN) is an untrained
+    encoder and says so."""
+    if experiment == "supervised" and protocol in PROBES:
         return RANDOM_ENCODER
     return DISPLAY.get(experiment, experiment)
 

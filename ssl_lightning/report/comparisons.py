@@ -1,26 +1,60 @@
-"""Each method against the supervised baseline at the same data, fraction and protocol: comparisons.csv + markdown.
+"""Each method against the supervised baseline at the same data, label budget and protocol: comparisons.csv and
+markdown.
 
-The difference is in test-accuracy points (method minus baseline) with its 95% CI. The test is the paired t-test
-when both sides hold exactly the same (seed, split seed) replicates, once each; Welch's t-test otherwise. p-values
-are Holm-corrected across the comparisons of one table (one data set and protocol).
+The difference is in points of the chosen metric (method minus baseline) with its 95% CI. Seeds (encoders) are
+the independent units; label splits of one seed are averaged first (aggregate.py). The test, in this order:
+- **paired t** on the (seed, split seed) replicates both sides hold: their differences are averaged per seed and
+  the t-test runs over those seeds (df = seeds - 1); runs without a partner (a failed run on the other side) are
+  left out and named. Needs shared replicates on at least 2 seeds.
+- **paired t (by seed)**: when the sides share seeds but not split seeds (e.g. one side drew its labels with a
+  fixed split seed), each side's splits are averaged per seed and the seeds are paired.
+- **Welch t** on the seeds' means when fewer than 2 seeds are shared.
+Holm's correction runs over every planned comparison of one table (one data set and protocol): a comparison that
+cannot be tested still counts in the family (as a p-value of 1 would) and is named under the table.
 """
 
 from __future__ import annotations
 
 import csv
 import statistics
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, fraction_text
+from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, per_seed
+from ssl_lightning.report.collect import Run
 from ssl_lightning.report.columns import display
-from ssl_lightning.report.statistics import Difference, holm, paired_difference, welch_difference
+from ssl_lightning.report.metric_choice import words_for_key
+from ssl_lightning.report.statistics import (
+    PAIRED,
+    PAIRED_BY_SEED,
+    POWER,
+    Difference,
+    detectable_difference,
+    group_means,
+    holm,
+    paired_difference,
+    welch_difference,
+)
 
 ALPHA = 0.05
 MARK = "*"
 FIELDS = ("data", "protocol", "fraction", "method", "label", "baseline", "n_method", "n_baseline",
           "method_acc_mean", "baseline_acc_mean", "diff_points", "diff_ci_low", "diff_ci_high", "test", "df",
-          "p_value", "holm_p_value", "significant", "note", "config_differences")
+          "p_value", "holm_p_value", "significant", "note", "config_differences",
+          "metric", "labels_per_class", "method_mean", "baseline_mean", "seeds_method", "seeds_baseline",
+          "paired_seeds", "left_out", "holm_family", "se", "detectable_diff_points", "detectable_diff_points_holm")
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What the test runs on: per-seed values of each side (paired: equally long, aligned), the test's name and
+    the runs or seeds that had no partner."""
+
+    test: str
+    method: list[float]
+    baseline: list[float]
+    left_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -30,15 +64,17 @@ class Comparison:
     result: Difference | None
     note: str
     holm_p: float | None = None
+    family: int = 0  # planned comparisons in this comparison's Holm family (its table)
+    left_out: tuple[str, ...] = ()
+    paired_seeds: int = 0
 
     @property
     def diff(self) -> float | None:
-        """Difference of the mean accuracies in points; present as soon as both sides have a run."""
+        """Difference in points; without a test, the difference of the two-level means when both sides have one."""
         if self.result is not None:
             return self.result.diff
-        if self.method.n and self.baseline.n:
-            return statistics.fmean(self.method.acc_values) - statistics.fmean(self.baseline.acc_values)
-        return None
+        a, b = self.method.estimate.mean, self.baseline.estimate.mean
+        return None if a is None or b is None else a - b
 
     @property
     def config_differences(self) -> list[str]:
@@ -53,35 +89,104 @@ class Comparison:
     def significant(self) -> bool:
         return self.holm_p is not None and self.holm_p < ALPHA
 
-
-def _paired_values(method: Cell, baseline: Cell) -> tuple[list[float], list[float]] | None:
-    """Accuracies aligned by (seed, split seed) when both sides hold the same replicates exactly once; else None."""
-    def by_replicate(cell: Cell) -> dict[tuple, float] | None:
-        runs = cell.ok_runs
-        keys = [r.replicate for r in runs]
-        if any(seed is None for seed, _ in keys) or len(set(keys)) != len(keys):
+    def detectable(self, alpha: float) -> float | None:
+        """Smallest true difference (points) this design detects with 80% power at alpha (from the observed spread)."""
+        if self.result is None or self.result.p is None:
             return None
-        return {r.replicate: 100.0 * r.test_acc for r in runs if r.test_acc is not None}
+        return detectable_difference(self.result.se, self.result.df, alpha, POWER)
 
-    a, b = by_replicate(method), by_replicate(baseline)
-    if a is None or b is None or set(a) != set(b):
+    @property
+    def holm_alpha(self) -> float:
+        """Holm's strictest step, alpha / m (= Bonferroni): what the first-ranked comparison must pass."""
+        return ALPHA / max(self.family, 1)
+
+    @property
+    def rules_out(self) -> str:
+        """What the 95% interval excludes, in words: '< -0.39 or > +1.06 points'."""
+        if self.result is None or self.result.low is None or self.result.high is None:
+            return ""
+        return f"< {self.result.low:+.2f} or > {self.result.high:+.2f} points"
+
+
+def _replicate_values(cell: Cell, metric_key: str) -> dict[tuple, float] | None:
+    """(seed, split seed) -> value (percent); None when a seed is missing or a replicate repeats (cannot pair)."""
+    runs = [r for r in cell.ok_runs if r.value(metric_key) is not None]
+    keys = [r.replicate for r in runs]
+    if any(seed is None for seed, _ in keys) or len(set(keys)) != len(keys):
         return None
-    order = sorted(a, key=lambda k: (k[0], k[1] if k[1] is not None else -1))
-    return [a[k] for k in order], [b[k] for k in order]
+    return {r.replicate: 100.0 * r.value(metric_key) for r in runs}
+
+
+def _replicate_text(key: tuple) -> str:
+    return f"seed {key[0]} split {key[1]}"
+
+
+def _by_replicate(a: dict[tuple, float], b: dict[tuple, float]) -> Pairing | None:
+    """Pairs on the shared (seed, split seed) replicates, averaged per seed; None below 2 seeds with a shared one."""
+    shared = set(a) & set(b)
+    seeds = sorted({seed for seed, _ in shared})
+    if len(seeds) < 2:
+        return None
+    method, baseline = [], []
+    for seed in seeds:
+        keys = [k for k in shared if k[0] == seed]
+        method.append(statistics.fmean(a[k] for k in keys))
+        baseline.append(statistics.fmean(b[k] for k in keys))
+    order = lambda k: (k[0], -1 if k[1] is None else k[1])  # noqa: E731
+    left = [f"method {_replicate_text(k)}" for k in sorted(set(a) - shared, key=order)]
+    left += [f"baseline {_replicate_text(k)}" for k in sorted(set(b) - shared, key=order)]
+    return Pairing(PAIRED, method, baseline, tuple(left))
+
+
+def _by_seed(a: dict[Hashable, list[float]], b: dict[Hashable, list[float]]) -> Pairing | None:
+    """Each side's splits averaged per seed, then paired by seed; None below 2 shared seeds."""
+    shared = sorted(k for k in set(a) & set(b) if isinstance(k, int))
+    if len(shared) < 2:
+        return None
+    left = [f"method seed {k}" for k in sorted(set(a) - set(shared), key=str)]
+    left += [f"baseline seed {k}" for k in sorted(set(b) - set(shared), key=str)]
+    return Pairing(PAIRED_BY_SEED, [statistics.fmean(a[k]) for k in shared], [statistics.fmean(b[k]) for k in shared],
+                   tuple(left))
+
+
+def pairing(method: Cell, baseline: Cell, metric_key: str) -> Pairing | None:
+    """The paired design when the sides share replicates or seeds; None means Welch on the seeds' means."""
+    a, b = _replicate_values(method, metric_key), _replicate_values(baseline, metric_key)
+    paired = _by_replicate(a, b) if a is not None and b is not None else None
+    if paired is None:
+        def value(run: Run) -> float | None:
+            return None if run.value(metric_key) is None else 100.0 * run.value(metric_key)
+
+        paired = _by_seed(per_seed(method.ok_runs, value), per_seed(baseline.ok_runs, value))
+    return paired
+
+
+def _zero_spread_note(result: Difference) -> str:
+    return (f"no p-value: every difference equals {result.diff:+.4f} points (zero spread up to float rounding); "
+            "a t statistic is undefined")
 
 
 def compare(method: Cell, baseline: Cell) -> Comparison:
-    """One comparison; no test (a note says why) when either side has fewer than 2 successful runs."""
-    if method.n < 2 or baseline.n < 2:
-        return Comparison(method, baseline, None, f"no test: n < 2 (n={method.n} vs {baseline.n})")
-    paired = _paired_values(method, baseline)
-    result = paired_difference(*paired) if paired else welch_difference(method.acc_values, baseline.acc_values)
-    note = "" if result.p is not None else "no p-value: the differences have zero variance"
-    return Comparison(method, baseline, result, note)
+    """One comparison; no test (a note says why) when either side has fewer than 2 seeds with a successful run."""
+    metric_key = method.metric_key
+    seeds_a, seeds_b = method.seed_groups(), baseline.seed_groups()
+    if len(seeds_a) < 2 or len(seeds_b) < 2:
+        return Comparison(method, baseline, None, f"no test: n < 2 (n={len(seeds_a)} vs {len(seeds_b)} seeds)")
+    paired = pairing(method, baseline, metric_key)
+    if paired is not None:
+        result = paired_difference(paired.method, paired.baseline, test=paired.test)
+        left_out, units = paired.left_out, len(paired.method)
+    else:
+        result = welch_difference(group_means(seeds_a), group_means(seeds_b))
+        left_out, units = (), 0
+    note = "" if result.p is not None else _zero_spread_note(result)
+    if left_out:
+        note = "; ".join(filter(None, [note, f"unpaired, left out of the test: {', '.join(left_out)}"]))
+    return Comparison(method, baseline, result, note, left_out=left_out, paired_seeds=units)
 
 
 def _baseline(method: Cell, candidates: list[Cell]) -> Cell | None:
-    """The supervised column at the method's fraction: the only one, else the one with the method's config keys,
+    """The supervised column at the method's budget: the only one, else the one with the method's config keys,
     else the default one; None when several fit equally."""
     if len(candidates) == 1:
         return candidates[0]
@@ -94,52 +199,63 @@ def _baseline(method: Cell, candidates: list[Cell]) -> Cell | None:
 
 
 def ambiguous_baselines(cells: list[Cell]) -> list[str]:
-    """Method cells left out because several supervised columns at their fraction fit equally, one line each."""
+    """Method cells left out because several supervised columns at their budget fit equally, one line each."""
     lines = []
     for group in by_group(cells).values():
         for cell in group:
-            candidates = [c for c in group if c.experiment == SUPERVISED and c.fraction == cell.fraction]
+            candidates = [c for c in group if c.experiment == SUPERVISED and c.budget == cell.budget]
             if cell.experiment != SUPERVISED and cell.runs and candidates and _baseline(cell, candidates) is None:
-                lines.append(f"- {cell.data}, {cell.protocol}, {fraction_text(cell.fraction)}, {cell.label}: not "
+                lines.append(f"- {cell.data}, {cell.protocol}, {cell.budget.text}, {cell.label}: not "
                              f"compared; several baselines fit ({', '.join(c.label for c in candidates)})")
     return lines
 
 
 def build_comparisons(cells: list[Cell]) -> list[Comparison]:
-    """Every non-supervised cell that has a supervised cell at its data, protocol and fraction; Holm per table."""
+    """Every non-supervised cell that has a supervised cell at its data, protocol and budget; Holm per table over
+    every one of them (tested or not)."""
     comparisons: list[Comparison] = []
     for group in by_group(cells).values():
         table: list[Comparison] = []
         for cell in group:
             if cell.experiment == SUPERVISED or not cell.runs:
                 continue
-            candidates = [c for c in group if c.experiment == SUPERVISED and c.fraction == cell.fraction]
+            candidates = [c for c in group if c.experiment == SUPERVISED and c.budget == cell.budget]
             baseline = _baseline(cell, candidates)
             if baseline is not None:
                 table.append(compare(cell, baseline))
         adjusted = holm([c.result.p if c.result else None for c in table])
-        comparisons += [replace(c, holm_p=p) for c, p in zip(table, adjusted, strict=True)]
+        comparisons += [replace(c, holm_p=p, family=len(table)) for c, p in zip(table, adjusted, strict=True)]
     return comparisons
 
 
-def _number(value: float | None) -> str:
+def _number(value: float | int | None) -> str:
     return "" if value is None else repr(value)
+
+
+def _acc_mean(cell: Cell) -> float | None:
+    return cell.acc_estimate.mean
 
 
 def csv_row(comparison: Comparison) -> dict[str, str | int]:
     method, baseline, result = comparison.method, comparison.baseline, comparison.result
     return {
-        "data": method.data, "protocol": method.protocol, "fraction": repr(method.fraction),
+        "data": method.data, "protocol": method.protocol, "fraction": _number(method.fraction),
         "method": method.experiment, "label": method.label, "baseline": baseline.label,
         "n_method": method.n, "n_baseline": baseline.n,
-        "method_acc_mean": _number(statistics.fmean(method.acc_values) if method.n else None),
-        "baseline_acc_mean": _number(statistics.fmean(baseline.acc_values) if baseline.n else None),
+        "method_acc_mean": _number(_acc_mean(method)), "baseline_acc_mean": _number(_acc_mean(baseline)),
         "diff_points": _number(comparison.diff), "diff_ci_low": _number(result.low if result else None),
         "diff_ci_high": _number(result.high if result else None), "test": result.test if result else "",
         "df": _number(result.df if result else None), "p_value": _number(result.p if result else None),
         "holm_p_value": _number(comparison.holm_p),
         "significant": "" if comparison.holm_p is None else ("yes" if comparison.significant else "no"),
         "note": comparison.note, "config_differences": "; ".join(comparison.config_differences),
+        "metric": method.metric_key, "labels_per_class": _number(method.budget.labels_per_class),
+        "method_mean": _number(method.estimate.mean), "baseline_mean": _number(baseline.estimate.mean),
+        "seeds_method": method.n_encoders, "seeds_baseline": baseline.n_encoders,
+        "paired_seeds": comparison.paired_seeds, "left_out": "; ".join(comparison.left_out),
+        "holm_family": comparison.family, "se": _number(result.se if result and result.p is not None else None),
+        "detectable_diff_points": _number(comparison.detectable(ALPHA)),
+        "detectable_diff_points_holm": _number(comparison.detectable(comparison.holm_alpha)),
     }
 
 
@@ -156,25 +272,57 @@ def _p_text(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _size(cell: Cell) -> str:
+    """'3' (seeds, one split each) or '3x10' (seeds x splits per seed)."""
+    low, high = cell.splits_per_encoder
+    if high <= 1:
+        return str(cell.n)
+    return f"{cell.n_encoders}x{low if low == high else f'{low}-{high}'}"
+
+
+def _detectable_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def _row(comparison: Comparison) -> list[str]:
     result, diff = comparison.result, comparison.diff
     diff_text = "" if diff is None else f"{diff:+.2f}{MARK if comparison.significant else ''}"
     interval = "" if result is None or result.low is None else f"[{result.low:+.2f}, {result.high:+.2f}]"
-    return [fraction_text(comparison.method.fraction), comparison.method.label, comparison.baseline.label,
+    return [comparison.method.budget.text, comparison.method.label, comparison.baseline.label,
             diff_text, interval, result.test if result else comparison.note, _p_text(result.p if result else None),
-            _p_text(comparison.holm_p), f"{comparison.method.n} / {comparison.baseline.n}"]
+            _p_text(comparison.holm_p), f"{_size(comparison.method)} / {_size(comparison.baseline)}",
+            _detectable_text(comparison.detectable(ALPHA)),
+            _detectable_text(comparison.detectable(comparison.holm_alpha))]
 
 
-HEADER = ["fraction", "method", "baseline", "difference (points)", "95% CI", "test", "p", "Holm p", "n"]
+def _header(family: int) -> list[str]:
+    return ["labels", "method", "baseline", "difference (points)", "95% CI", "test", "p", "Holm p",
+            "n (seeds[xsplits])", f"detectable at α={ALPHA:g}", f"detectable at α={ALPHA:g}/{family}"]
 
 
-def _pipe_table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+def _pipe_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
         return "| " + " | ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)) + " |"
 
-    return "\n".join([line(HEADER), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)])
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)])
+
+
+def _reading(comparisons: list[Comparison]) -> list[str]:
+    """One sentence per comparison that says what its interval rules out, instead of 'no difference'."""
+    lines = []
+    for c in comparisons:
+        where = f"- {c.method.budget.text}, {c.method.label}:"
+        if c.result is None or c.result.low is None or c.result.high is None:
+            lines.append(f"{where} not tested ({c.note})")
+        elif c.result.p is None:
+            lines.append(f"{where} zero spread: the difference is exactly {c.result.diff:+.2f} points in every "
+                         "replicate; no interval or p-value")
+        else:
+            lines.append(f"{where} the difference lies in [{c.result.low:+.2f}, {c.result.high:+.2f}] points "
+                         f"(95%, not corrected); it rules out differences {c.rules_out}")
+    return lines
 
 
 def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | None = None) -> str:
@@ -185,17 +333,29 @@ def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | Non
         groups.setdefault((comparison.method.data, comparison.method.protocol), []).append(comparison)
     for (data, protocol), group in groups.items():
         name = display(SUPERVISED, protocol)
-        tested = sum(c.result is not None and c.result.p is not None for c in group)
+        metric = words_for_key(group[0].method.metric_key)
+        family = group[0].family
+        untested = [c for c in group if c.result is None or c.result.p is None]
         parts += [
-            f"## {data} — {protocol}: each method against {name}", "",
-            f"Difference = the method's mean test accuracy minus {name}'s at the same fraction, in percentage "
-            "points, with its 95% confidence interval. Test: paired t-test over runs that share (seed, split seed) "
-            "when both sides hold exactly the same pairs, Welch's t-test otherwise. Holm p corrects the p-values "
-            f"for the {tested} tested comparison(s) of this table; {MARK} marks Holm p < {ALPHA}. No test (blank p) "
-            "when a side has fewer than 2 successful runs. Every number: `comparisons.csv`.", "",
-            _pipe_table([_row(c) for c in group]), "",
+            f"## {data} — {protocol}: each method against {name} ({metric})", "",
+            f"Metric: {metric} (`{group[0].method.metric_key}`). Difference = the method's mean minus {name}'s at "
+            "the same label budget, in percentage points, with its 95% confidence interval (not corrected). Seeds "
+            "are the independent units: the label splits of one seed are averaged first. Test: paired t over the "
+            "seeds whose (seed, split seed) replicates both sides hold (runs without a partner are left out and "
+            "named), paired by seed when the split seeds differ, Welch's t on the seeds' means when fewer than 2 "
+            f"seeds are shared. Holm p corrects over the {family} planned comparison(s) of this table, "
+            f"{family - len(untested)} of them tested; {MARK} marks Holm p < {ALPHA}. \"detectable\" = the "
+            f"smallest true difference this design would detect with {POWER:.0%} power (paired or Welch t with the "
+            f"observed spread), at the plain α and at Holm's strictest step α/{family}. No asterisk is not evidence "
+            "of no difference: read the interval, which says which differences the data rule out. Every number: "
+            "`comparisons.csv`.", "",
+            _pipe_table(_header(family), [_row(c) for c in group]), "",
+            "What each interval rules out:", "", *_reading(group), "",
         ]
-        confounded = [f"- {fraction_text(c.method.fraction)}, {c.method.label}: {', '.join(c.config_differences)}"
+        if untested:
+            parts += [f"Planned but not tested (counted in the Holm family of {family}, never significant):", "",
+                      *(f"- {c.method.budget.text}, {c.method.label}: {c.note}" for c in untested), ""]
+        confounded = [f"- {c.method.budget.text}, {c.method.label}: {', '.join(c.config_differences)}"
                       for c in group if c.config_differences]
         if confounded:
             parts += [f"These comparisons also differ from {name} in configuration (method vs baseline):", "",
@@ -203,3 +363,4 @@ def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | Non
     if ambiguous:
         parts += ["## Comparisons left out", "", *ambiguous, ""]
     return "\n".join(parts)
+

@@ -3,8 +3,8 @@
 Runs of one column (same data, protocol, method and pretext-data/init variant) may differ only in replicate
 keys (the seed and any `split_seed`-named key), bookkeeping (paths, hydra, progress bar, logging cadence,
 download, pretext-store reuse), another method's own section, and the cell axes (experiment,
-data.fraction). Any other difference splits the column: each run gets the differing keys as a label part, e.g.
-`downstream.lr=0.01`, so no cell mixes two configurations.
+data.fraction, data.labels_per_class). Any other difference splits the column: each run gets the differing keys
+as a label part, e.g. `downstream.lr=0.01`, so no cell mixes two configurations.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 MISSING = "∅"  # the key is absent from this run's config (e.g. written by an older version)
 _IGNORED_SECTIONS = {"paths", "hydra"}
-_IGNORED_KEYS = {"seed", "experiment", "data.fraction"}
+_IGNORED_KEYS = {"seed", "experiment", "data.fraction", "data.labels_per_class"}
 # run bookkeeping that cannot change a result: display, logging cadence, download permission, store reuse
 _BOOKKEEPING = {"trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.download", "pretext.reuse"}
 _PRETEXT_SECTIONS = {"pretext", "pretext_data"}  # only read by methods with a pretext stage
@@ -37,7 +37,8 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
 
 def varies_by_design(key: str) -> bool:
     """Replicate axes (the seed, any key named split_seed*: data.split_seed, data.split_seed_from_seed) and the
-    cell axes (experiment, data.fraction): keys that differ between the runs of a sweep on purpose."""
+    cell axes (experiment, data.fraction, data.labels_per_class): keys that differ between the runs of a sweep on
+    purpose."""
     return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith("split_seed")
 
 

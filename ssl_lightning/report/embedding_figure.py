@@ -1,7 +1,7 @@
 """2-D t-SNE maps of the test-set embeddings each cell saved (`embeddings.npz`), coloured by class.
 
-One PNG per (data, protocol, label fraction), `embedding_<data>_<protocol>_<pct>.png`, with one panel per method
-(column of the results table). A panel shows the run with the lowest seed of that method; every panel uses the
+One PNG per (data, protocol, label budget), `embedding_<data>_<protocol>_<5pct|10perclass>.png`, with one panel per
+method (column of the results table). A panel shows the run with the lowest seed of that method; every panel uses the
 same test images (cells draw the subsample from the split seed), at most `max_points` of them.
 """
 
@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from ssl_lightning.embeddings import FILE_NAME, load_embeddings  # noqa: E402
+from ssl_lightning.report.budget import Budget  # noqa: E402
 from ssl_lightning.report.collect import Run  # noqa: E402
 
 DEFAULT_POINTS = 2000  # t-SNE of 2,000 points takes seconds per panel on 2 CPU cores; 5,000 about a minute
@@ -26,10 +27,6 @@ DEFAULT_POINTS = 2000  # t-SNE of 2,000 points takes seconds per panel on 2 CPU 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
-def _pct(fraction: float) -> str:
-    return f"{round(100 * fraction, 6):g}pct"
 
 
 def tsne_map(features: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -45,12 +42,12 @@ def tsne_map(features: np.ndarray, seed: int = 0) -> np.ndarray:
                 random_state=seed).fit_transform(features)
 
 
-def _chosen_runs(runs: list[Run]) -> dict[tuple[str, str, float], dict[str, Run]]:
-    """(data, protocol, fraction) -> method label -> the finished run with embeddings and the lowest seed."""
-    groups: dict[tuple[str, str, float], dict[str, Run]] = defaultdict(dict)
-    for run in sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.run_dir))):
+def _chosen_runs(runs: list[Run]) -> dict[tuple[str, str, Budget], dict[str, Run]]:
+    """(data, protocol, budget) -> method label -> the finished run with embeddings and the lowest seed."""
+    groups: dict[tuple[str, str, Budget], dict[str, Run]] = defaultdict(dict)
+    for run in sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, r.split_seed or 0, str(r.run_dir))):
         if run.ok and (run.run_dir / FILE_NAME).is_file():
-            groups[(run.data, run.protocol, run.fraction)].setdefault(run.label, run)
+            groups[(run.data, run.protocol, run.budget)].setdefault(run.label, run)
     return groups
 
 
@@ -71,11 +68,13 @@ def _panel(ax, features: np.ndarray, labels: np.ndarray, max_points: int, colour
 
 
 def embedding_figures(runs: list[Run], out_dir: Path, max_points: int = DEFAULT_POINTS) -> list[Path]:
-    """Write one map per (data, protocol, fraction) that has saved embeddings; returns the files written."""
+    """Write one map per (data, protocol, budget) that has saved embeddings; returns the files written."""
     if max_points <= 0:
         return []
     written = []
-    for (data, protocol, fraction), by_label in sorted(_chosen_runs(runs).items()):
+    chosen = _chosen_runs(runs)
+    for data, protocol, budget in sorted(chosen, key=lambda k: (k[0], k[1], k[2].order)):
+        by_label = chosen[(data, protocol, budget)]
         labels = sorted(by_label, key=lambda name: by_label[name].column_order)
         loaded = {label: load_embeddings(by_label[label].run_dir / FILE_NAME) for label in labels}
         classes = loaded[labels[0]][2]
@@ -95,9 +94,9 @@ def embedding_figures(runs: list[Run], out_dir: Path, max_points: int = DEFAULT_
         handles = [Line2D([], [], marker="o", linestyle="", color=colours[i % len(colours)], label=name)
                    for i, name in enumerate(classes)]
         figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 10), fontsize=9)
-        figure.suptitle(f"{data} · {protocol} · {round(100 * fraction, 6):g}% labels: t-SNE of the test-set "
+        figure.suptitle(f"{data} · {protocol} · {budget.text} labels: t-SNE of the test-set "
                         "embeddings each classifier was tested with, coloured by class")
-        path = out_dir / f"embedding_{_safe(data)}_{_safe(protocol)}_{_pct(fraction)}.png"
+        path = out_dir / f"embedding_{_safe(data)}_{_safe(protocol)}_{_safe(budget.file_part)}.png"
         figure.savefig(path, dpi=100)
         written.append(path)
     return written

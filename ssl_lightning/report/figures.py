@@ -1,4 +1,4 @@
-"""PNG figures: the study's four curve panels per label fraction, and test accuracy versus fraction."""
+"""PNG figures: the study's four curve panels per label budget, and the chosen test metric versus the budget."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ssl_lightning.report.aggregate import Cell, by_group, fraction_text  # noqa: E402
+from ssl_lightning.report.aggregate import Cell, by_group  # noqa: E402
+from ssl_lightning.report.budget import FRACTION  # noqa: E402
 from ssl_lightning.report.curves import Series, mean_curve, read_scalars  # noqa: E402
+from ssl_lightning.report.metric_choice import words_for_key  # noqa: E402
 
 # (title, stage folder under tb/, train tag, val tag, shown in percent)
 PANELS = (
@@ -23,7 +25,7 @@ PANELS = (
     ("Downstream accuracy", "downstream", "downstream/train_acc", "downstream/val_acc", True),
 )
 
-# The label-free-comparable monitors (validation only), drawn in extra panels when any run logged them.
+# The validation monitors (the k-NN one reads validation labels; both select nothing), extra panels when logged.
 MONITOR_PANELS = (
     ("Pretext k-NN accuracy (val, k=20, monitor only)", "pretext", None, "pretext/val_knn_acc", True),
     ("Pretext RankMe (val, effective rank)", "pretext", None, "pretext/val_rankme", False),
@@ -102,40 +104,55 @@ def _curves_figure(cells: list[Cell], title: str, colours: dict[str, str], cache
 
 
 def curve_figures(cells: list[Cell], out_dir: Path) -> list[Path]:
-    """One PNG per (data, protocol, fraction) with the pretext/downstream loss and accuracy panels."""
+    """One PNG per (data, protocol, budget) with the pretext/downstream loss and accuracy panels."""
     colours, cache, written = _colours(cells), _CurveCache(), []
     for (data, protocol), group in by_group(cells).items():
-        for fraction in sorted({c.fraction for c in group}):
-            chosen = [c for c in group if c.fraction == fraction]
-            pct = fraction_text(fraction)
-            path = out_dir / f"curves_{_safe(data)}_{_safe(protocol)}_{_safe(pct.replace('%', 'pct'))}.png"
-            _curves_figure(chosen, f"{data} · {protocol} · {pct} labels", colours, cache, path)
+        for budget in sorted({c.budget for c in group}, key=lambda b: b.order):
+            chosen = [c for c in group if c.budget == budget]
+            path = out_dir / f"curves_{_safe(data)}_{_safe(protocol)}_{_safe(budget.file_part)}.png"
+            _curves_figure(chosen, f"{data} · {protocol} · {budget.text} labels", colours, cache, path)
             written.append(path)
     return written
 
 
+def figure_name(metric_key: str) -> str:
+    """accuracy_vs_fraction.png for test accuracy (the study's name), '<metric>_vs_budget.png' otherwise."""
+    if metric_key == "test_acc":
+        return "accuracy_vs_fraction.png"
+    return f"{metric_key.removeprefix('test_')}_vs_budget.png"
+
+
 def accuracy_vs_fraction(cells: list[Cell], path: Path) -> Path:
-    """Test accuracy (mean and 95% CI over runs) against label fraction, one panel per (data, protocol)."""
+    """The chosen metric (two-level mean and 95% CI over seeds) against the label budget, one panel per (data,
+    protocol). Fractions sit at their percent, counts per class at their count; a panel that mixes both kinds
+    places the budgets side by side in order."""
     groups = by_group(cells)
     colours = _colours(cells)
+    metric = words_for_key(cells[0].metric_key) if cells else "test accuracy"
     figure = Figure(figsize=(7 * len(groups), 5), layout="constrained")
     axes = figure.subplots(1, len(groups), squeeze=False)[0]
     for ax, ((data, protocol), group) in zip(axes, groups.items(), strict=True):
+        budgets = sorted({c.budget for c in group}, key=lambda b: b.order)
+        kinds = {b.kind for b in budgets}
+        if len(kinds) == 1:
+            position = {b: (100 * b.value if b.kind == FRACTION else b.value) for b in budgets}
+        else:
+            position = {b: float(i) for i, b in enumerate(budgets)}
         for label in [name for name in colours if any(c.label == name for c in group)]:
-            estimates = sorted((c.fraction, c.acc_estimate) for c in group if c.label == label and c.n)
+            estimates = sorted(((position[c.budget], c.estimate) for c in group if c.label == label and c.n),
+                               key=lambda item: item[0])
             if not estimates:
                 continue
-            xs = [100 * x for x, _ in estimates]
             halves = [0.0 if e.high is None or e.mean is None else e.high - e.mean for _, e in estimates]
-            ax.errorbar(xs, [e.mean for _, e in estimates], yerr=halves, color=colours[label], marker="o", capsize=4,
-                        label=label)
-        fractions = sorted({100 * c.fraction for c in group})
-        ax.set_xticks(fractions, [f"{f:g}%" for f in fractions])
+            ax.errorbar([x for x, _ in estimates], [e.mean for _, e in estimates], yerr=halves, color=colours[label],
+                        marker="o", capsize=4, label=label)
+        ax.set_xticks([position[b] for b in budgets], [b.text for b in budgets])
         ax.set_title(f"{data} · {protocol}")
-        ax.set_xlabel("label fraction")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_xlabel("label fraction" if kinds == {FRACTION} else "labels")
+        ax.set_ylabel(f"{metric} (%)")
         ax.grid(alpha=0.3)
         ax.legend()
-    figure.suptitle("Test accuracy vs label fraction (mean over runs; bars: 95% CI, t with n-1 df; none at n=1)")
+    figure.suptitle(f"{metric.capitalize()} vs labels (mean over seeds, splits of a seed averaged first; bars: "
+                    "95% CI, t with seeds-1 df; none from one seed)")
     figure.savefig(path, dpi=100)
     return path

@@ -1,32 +1,39 @@
-"""The study's table per (data set, protocol): rows = label fraction, columns = method, plus results.md."""
+"""The study's table per (data set, protocol): rows = label budget, columns = method, plus results.md."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, fraction_text
+from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group
 from ssl_lightning.report.collect import Collection
 from ssl_lightning.report.columns import RANDOM_ENCODER, display
+from ssl_lightning.report.metric_choice import words_for_key as metric_words
 
 EMPTY = "—"
 REFERENCE_ROW = "{} 100%"  # the supervised experiment with every label, named as its column is
-RANDOM_ENCODER_NOTE = (
-    f"Note: under the linear protocol the supervised experiment trains nothing before the probe, so its column, "
-    f'"{RANDOM_ENCODER}", is a randomly initialised, untrained encoder probed linearly. It shows what a linear '
-    "probe gets from random features; it is not a supervised baseline.")
+PROBE_WORDS = {"linear": "probed linearly", "knn": "probed by k-NN"}
+
+
+def random_encoder_note(protocol: str) -> str:
+    how = PROBE_WORDS.get(protocol, f"probed ({protocol})")
+    return (f"Note: under the {protocol} protocol the supervised experiment trains nothing before the probe, so its "
+            f'column, "{RANDOM_ENCODER}", is a randomly initialised, untrained encoder {how}. It shows what the '
+            "probe gets from random features; it is not a supervised baseline.")
 
 
 def format_cell(cell: Cell | None) -> str:
-    """'loss / acc% [95% CI] (n=k)' over the ok runs (no CI from one run); failures are counted, never averaged."""
+    """'loss / metric% [95% CI] (n=k)' over the ok runs (no CI from one seed); failures are counted, never
+    averaged. The loss is '—' when the protocol has none (k-NN); n says seeds x splits when seeds hold several."""
     if cell is None or not cell.runs:
         return EMPTY
     if cell.n == 0:
         return f"FAILED ({cell.n_failed} of {len(cell.runs)})"
-    loss, acc = cell.loss_estimate, cell.acc_estimate
-    interval = "" if acc.low is None or acc.high is None else f" [{acc.low:.2f}, {acc.high:.2f}]"
+    loss, shown = cell.loss_estimate, cell.estimate
+    interval = "" if shown.low is None or shown.high is None else f" [{shown.low:.2f}, {shown.high:.2f}]"
     failed = f" [{cell.n_failed} failed]" if cell.n_failed else ""
-    return f"{loss.mean:.4f} / {acc.mean:.2f}%{interval} (n={cell.n}){failed}"
+    loss_text = EMPTY if loss.mean is None else f"{loss.mean:.4f}"
+    return f"{loss_text} / {shown.mean:.2f}%{interval} ({cell.design_text}){failed}"
 
 
 @dataclass(frozen=True)
@@ -38,17 +45,22 @@ class Table:
     cells: list[Cell]
 
     @property
+    def metric_key(self) -> str:
+        return self.cells[0].metric_key if self.cells else "test_acc"
+
+    @property
     def heading(self) -> str:
-        return f"{self.data} — {self.protocol}"
+        return f"{self.data} — {self.protocol} ({metric_words(self.metric_key)})"
 
 
 def build_table(data: str, protocol: str, cells: list[Cell]) -> Table:
-    """Fraction rows (supervised at 100% excluded) and the supervised 100% reference row when present."""
+    """Budget rows (labels per class, then fractions; supervised at 100% excluded) and the supervised 100%
+    reference row when present."""
     orders = {c.label: c.column_order for c in cells}
     columns = sorted(orders, key=orders.__getitem__)
-    lookup = {(c.label, c.fraction): c for c in cells if not c.is_reference}
-    fractions = sorted({c.fraction for c in cells if not c.is_reference})
-    rows = [(fraction_text(f), [format_cell(lookup.get((col, f))) for col in columns]) for f in fractions]
+    lookup = {(c.label, c.budget): c for c in cells if not c.is_reference}
+    budgets = sorted({c.budget for c in cells if not c.is_reference}, key=lambda b: b.order)
+    rows = [(b.text, [format_cell(lookup.get((col, b))) for col in columns]) for b in budgets]
     reference = {c.label: c for c in cells if c.is_reference}
     if reference:
         name = REFERENCE_ROW.format(display(SUPERVISED, protocol))
@@ -62,7 +74,7 @@ def build_tables(cells: list[Cell]) -> list[Table]:
 
 def markdown_table(table: Table) -> str:
     """A pipe table padded to equal widths so it also reads well in a terminal."""
-    header = ["fraction", *table.columns]
+    header = ["labels", *table.columns]
     body = [[name, *texts] for name, texts in table.rows]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
@@ -84,13 +96,13 @@ def failed_lines(table: Table, root: Path) -> list[str]:
     lines = []
     for cell in table.cells:
         for run in cell.failed_runs:
-            lines.append(f"- {cell.label}, {fraction_text(cell.fraction)}, seed {run.seed}: {run.error} "
+            lines.append(f"- {cell.label}, {cell.budget.text}, seed {run.seed}: {run.error} "
                          f"(`{_relative(run.results_path, root)}`)")
     return lines
 
 
 def repeat_lines(table: Table) -> list[str]:
-    return [f"- {cell.label}, {fraction_text(cell.fraction)}: seed(s) {', '.join(map(str, cell.repeated_seeds))} "
+    return [f"- {cell.label}, {cell.budget.text}: seed(s) {', '.join(map(str, cell.repeated_seeds))} "
             "averaged more than once" for cell in table.cells if cell.repeated_seeds]
 
 
@@ -98,24 +110,30 @@ def render_tables(tables: list[Table], root: Path) -> str:
     """Each table under its heading, its failed runs listed below it."""
     parts = []
     for table in tables:
-        parts += [f"## {table.heading}", "", markdown_table(table), ""]
+        parts += [f"## {table.heading}", "", f"Shown: {metric_words(table.metric_key)} (`{table.metric_key}`), "
+                  "percent.", "", markdown_table(table), ""]
         failed = failed_lines(table, root)
         if failed:
             parts += ["Failed runs:", "", *failed, ""]
         if RANDOM_ENCODER in table.columns:
-            parts += [RANDOM_ENCODER_NOTE, ""]
+            parts += [random_encoder_note(table.protocol), ""]
         repeated = repeat_lines(table)
         if repeated:
-            parts += ["Repeated seeds (every run is counted in n):", "", *repeated, ""]
+            parts += ["Repeated (seed, split seed) runs (counted in n, averaged within their seed, so they add no seed "
+                      "to the interval):", "", *repeated, ""]
     return "\n".join(parts)
 
 
 def render_markdown(collection: Collection, tables: list[Table], figures: list[Path], comparisons: str = "") -> str:
+    metric = metric_words(tables[0].metric_key) if tables else "test accuracy"
     intro = [
         "# Results", "",
-        f"{len(collection.runs)} run(s) from `{collection.root}`. Cells: mean test loss / mean test accuracy "
-        "[its 95% confidence interval, t distribution with n-1 degrees of freedom] (n = runs averaged, one per "
-        "seed and split seed); no interval from a single run; failed runs are not averaged. Every run's values: "
+        f"{len(collection.runs)} run(s) from `{collection.root}`. Cells: mean test loss / mean {metric} "
+        "[its 95% confidence interval] (n = runs averaged; \"n=30: 3 seeds x 10 splits\" when a seed, i.e. one "
+        "encoder, holds several label splits). Two levels: the splits of one seed are averaged first, then the "
+        "mean and the t interval (seeds - 1 degrees of freedom) are taken over the seeds, because splits of one "
+        "encoder are not independent replicates of the method; with one split per seed this is the plain t "
+        "interval over runs. No interval from a single seed; failed runs are not averaged. Every run's values: "
         "`results_runs.csv`; per cell with standard deviations and intervals: `results.csv`.",
         "",
     ]
