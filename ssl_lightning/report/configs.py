@@ -36,10 +36,10 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
 
 
 def varies_by_design(key: str) -> bool:
-    """Replicate axes (the seed, any key named split_seed*: data.split_seed, data.split_seed_from_seed) and the
-    cell axes (experiment, data.fraction, data.labels_per_class): keys that differ between the runs of a sweep on
-    purpose."""
-    return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith("split_seed")
+    """Replicate axes (the seed, any key named split_seed* or val_seed: data.split_seed, data.val_seed, which
+    follows `seed`) and the cell axes (experiment, data.fraction, data.labels_per_class): keys that differ between
+    the runs of a sweep on purpose."""
+    return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith(("split_seed", "val_seed"))
 
 
 def _ignored(key: str, experiment: str) -> bool:
