@@ -495,3 +495,11 @@ def test_a_metric_missing_from_older_runs_is_one_line(metric_report):
     line = missing.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
     assert line.startswith("error: --metric macro_f1: 7 of 10 successful run(s) lack test_macro_f1")
+
+
+def test_val_seed_is_a_replicate_axis_not_a_variant():
+    """data.val_seed follows `seed`: a seed sweep must stay one column, not one column per val_seed."""
+    from ssl_lightning.report.configs import varies_by_design
+
+    assert varies_by_design("data.val_seed") and varies_by_design("data.split_seed")
+    assert not varies_by_design("data.group_by")
