@@ -44,13 +44,20 @@ FULL = Collection(patients=10, tiles=40, size=16, cue=10.0, epochs=12, seeds=3)
 TINY = Collection(patients=4, tiles=6, size=16, cue=10.0, epochs=1, seeds=1)
 
 
-def write_collection(root: Path, spec: Collection, seed: int = 0) -> None:
+def class_stripes(num_classes: int, size: int) -> list[np.ndarray]:
+    """One faint stripe pattern per class: vertical, horizontal, then the two diagonals."""
+    y, x = np.mgrid[0:size, 0:size]
+    phases = [x, y, x + y, x - y][:num_classes]
+    if len(phases) < num_classes:
+        raise ValueError(f"at most 4 classes have a stripe pattern, asked for {num_classes}")
+    return [np.sin(phase * np.pi / 2) for phase in phases]
+
+
+def write_collection(root: Path, spec: Collection, seed: int = 0, classes: tuple[str, ...] = CLASSES) -> None:
     """class/<patient>/x40/tileNNN.png: patient colour cast + noise + a faint class-specific stripe pattern."""
     rng = np.random.default_rng(seed)
-    coords = np.arange(spec.size)
-    stripes = {0: np.sin(coords[None, :] * np.pi / 2) * np.ones((spec.size, 1)),  # vertical
-               1: np.sin(coords[:, None] * np.pi / 2) * np.ones((1, spec.size))}  # horizontal
-    for label, name in enumerate(CLASSES):
+    stripes = class_stripes(len(classes), spec.size)
+    for label, name in enumerate(classes):
         for patient in range(spec.patients):
             cast = rng.uniform(60, 180, size=3)  # the patient's stain/scanner: far stronger than the class cue
             folder = root / name / f"{name[0]}{patient:02d}" / "x40"
