@@ -17,6 +17,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from ssl_lightning.atomic import write_json
+from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
@@ -105,7 +106,7 @@ def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: Downst
                            save_top_k=1, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=str(work_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
-    callbacks: list = [best, last]
+    callbacks: list = [best, last, AugmentStreams(settings.seed, settings.data.hed_jitter)]
     if stage.patience is not None:
         callbacks.append(EarlyStopping(monitor="downstream/val_acc", mode="max", patience=stage.patience,
                                        check_on_train_epoch_end=False))

@@ -30,6 +30,7 @@ from ssl_lightning.data.pretext_sources import (
     source_configs,
     to_channels,
 )
+from ssl_lightning.data.stain import check_stain_channels
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import run_downstream
 from ssl_lightning.models.backbones import Encoder, build_encoder
@@ -90,6 +91,7 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     check_pretext_leakage(sources, settings.data, images, split.val)
     loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
     images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
+    check_stain_channels(settings.data.hed_jitter, images.channels)
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
     encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])

@@ -18,6 +18,7 @@ import torch
 from filelock import Timeout
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.export_card import card_fields
@@ -136,8 +137,10 @@ def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: 
                              val_labels=val_labels)
     last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
-    trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext", [last],
-                            settings.pretext.limit_train_batches, settings.pretext.limit_val_batches, partial_dir)
+    streams = AugmentStreams(settings.seed, settings.data.hed_jitter)  # per-rank, per-epoch augmentation
+    trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext",
+                            [last, streams], settings.pretext.limit_train_batches,
+                            settings.pretext.limit_val_batches, partial_dir)
     resume = partial_dir / "last.ckpt"
     if resume.is_file():
         log.info("resuming the pretext stage from %s", resume)

@@ -26,6 +26,7 @@ class DataConfig:
     download: bool = True
     on_bad_image: str = "error"
     eval_batch_size: int = 512
+    hed_jitter: float = 0.0  # H&E stain jitter strength t in every training augmentation (data/stain.py); 0 = off
     num_workers: int = 0
     pin_memory: bool = False
     decode_workers: int | None = None  # folders: processes decoding into the image store; None = cores available
@@ -63,5 +64,8 @@ class DataConfig:
             raise UserError(f"data.decode_workers={self.decode_workers} must be at least 1 (or null: all cores)")
         if int(self.num_workers) < 0:
             raise UserError(f"data.num_workers={self.num_workers} must be 0 or more")
+        if not 0.0 <= float(self.hed_jitter) < 1.0:
+            raise UserError(f"data.hed_jitter={self.hed_jitter} must be in [0, 1); Tellez et al. use 0.05 (light) "
+                            "or 0.2 (strong)")
         if self.image_size is not None and int(self.image_size) < 8:
             raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")
