@@ -145,3 +145,11 @@ def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: 
     if resume.is_file():
         log.info("resuming the pretext stage from %s", resume)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    hand_over(module, encoder)
+
+
+def hand_over(module: PretextMethod, encoder: Encoder) -> None:
+    """Put the method's evaluated encoder (DINO: the teacher) into `encoder`, the one the store saves."""
+    evaluated = module.evaluated_encoder()
+    if evaluated is not encoder:
+        encoder.load_state_dict(evaluated.state_dict())

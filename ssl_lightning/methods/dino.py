@@ -140,10 +140,9 @@ class DINOPretext(PretextMethod):
             self.update_center(self._pending_center)
             self._pending_center = None
 
-    def on_train_end(self) -> None:
-        """The stored encoder is the teacher's (parameters and BatchNorm statistics)."""
-        if self.params.evaluate_teacher:
-            self.encoder.load_state_dict(self.teacher_encoder.state_dict())
+    def evaluated_encoder(self) -> Encoder:
+        """The teacher's encoder (parameters and BatchNorm statistics), the one the paper evaluates."""
+        return self.teacher_encoder if self.params.evaluate_teacher else self.encoder
 
 
 def build(encoder: Encoder, optim: OptimConfig, epochs: int, params: DINOParams) -> DINOPretext:
