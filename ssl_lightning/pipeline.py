@@ -33,9 +33,10 @@ from ssl_lightning.data.pretext_sources import (
 from ssl_lightning.data.stain import check_stain_channels
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import run_downstream
+from ssl_lightning.identity import DOWNSTREAM, stage_values
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
-from ssl_lightning.models.init import apply_init, init_identity
+from ssl_lightning.models.init import apply_init
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
 from ssl_lightning.results import git_commit, write_results, write_subset
@@ -45,17 +46,10 @@ from ssl_lightning.trainer_factory import check_accelerator
 log = logging.getLogger("ssl_lightning")
 
 
-def _data_identity(settings: RunSettings) -> dict[str, Any]:
-    """The data settings that change which images the encoder sees (not the fraction, not batch sizes)."""
-    data = settings.data
-    identity = {"name": data.name, "root": str(Path(data.root).expanduser().resolve()) if data.root else None,
-                "include": data.include, "balance": data.balance, "image_size": data.image_size,
-                "test_split": data.test_split, "test_split_seed": data.test_split_seed,
-                "val_split": data.val_split, "split_seed": data.split_seed}
-    if data.name == "synthetic":
-        identity.update(num_classes=data.num_classes, train_size=data.train_size, channels=data.channels,
-                        synthetic_seed=data.synthetic_seed)
-    return identity
+def downstream_key(settings: RunSettings, pretext_key: str | None) -> str:
+    """The downstream work folder's key: the pretext key and the config keys declared for the downstream stage
+    (ssl_lightning/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
+    return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)})
 
 
 def _prepare_target(images: ImageSet, size: int | None, channels: int) -> ImageSet:
@@ -135,9 +129,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     try:
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         if cell.pretext is not None:
-            identity = {"target": _data_identity(settings), "sources": cell.pretext.identity,
-                        "init": init_identity(settings.backbone.init)}
-            key = pretext_key(settings, identity)
+            key = pretext_key(settings, cell.pretext.identity)
             outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
                                   cell.pretext.val_indices, key, tb_dir,
                                   val_labels=images.train_labels)  # pretext val = part of the labelled pool
@@ -148,10 +140,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             used = reestimate_batchnorm(encoder, images.train_images, split.pool, seed=settings.seed)
             log.info("random encoder probed linearly: BatchNorm statistics re-estimated on %d training images", used)
             results["batchnorm_reestimated_on"] = used
-        cell_key = config_key({"pretext": results["pretext_key"], "experiment": settings.experiment,
-                               "data": _data_identity(settings), "fraction": settings.data.fraction,
-                               "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
-                               "init": init_identity(settings.backbone.init), "seed": settings.seed})
+        cell_key = downstream_key(settings, results["pretext_key"])
         work_dir = settings.cache_dir / "cells" / cell_key
         down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
         results.update(

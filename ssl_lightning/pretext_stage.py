@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -22,6 +23,7 @@ from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.export_card import card_fields
+from ssl_lightning.identity import PRETEXT, stage_values
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.models.backbones import Encoder
@@ -41,18 +43,13 @@ class PretextOutcome:
     seconds: float
 
 
-def pretext_key(settings: RunSettings, data_identity: dict) -> str:
-    """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction)."""
-    pretext = asdict(settings.pretext)
-    pretext.pop("reuse")
-    pretext.pop("params")
+def pretext_key(settings: RunSettings, sources: Any) -> str:
+    """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction): the config
+    keys declared for the pretext stage (ssl_lightning/identity.py), the method's hyper-parameters and the
+    identity of the pretext data sources."""
     assert settings.method is not None and settings.pretext.params is not None
-    world = {"devices": settings.trainer.devices, "num_nodes": settings.trainer.num_nodes,
-             "precision": settings.trainer.precision}
-    return config_key({
-        "method": settings.method, "hparams": settings.pretext.params.identity(), "data": data_identity,
-        "backbone": asdict(settings.backbone), "pretext": pretext, "seed": settings.seed, "world": world,
-    })
+    return config_key({"method": settings.method, "hparams": settings.pretext.params.identity(),
+                       "config": stage_values(settings.config, PRETEXT), "sources": sources})
 
 
 def build_method(settings: RunSettings, encoder: Encoder) -> PretextMethod:
