@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ssl_lightning import settings as settings_module
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.config import eval_batch
 from ssl_lightning.data.fractions import LabelSplit, make_label_split
 from ssl_lightning.data.leakage import check_pretext_leakage
 from ssl_lightning.data.pretext_sources import (
@@ -50,6 +51,16 @@ def downstream_key(settings: RunSettings, pretext_key: str | None) -> str:
     """The downstream work folder's key: the pretext key and the config keys declared for the downstream stage
     (ssl_lightning/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
     return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)})
+
+
+def _sized_eval_batch(settings: RunSettings, height: int, width: int) -> RunSettings:
+    """data.eval_batch_size as used: capped by data.eval_batch_pixels at this image size (said in the log)."""
+    data = settings.data
+    size = eval_batch(data.eval_batch_size, data.eval_batch_pixels, height, width)
+    if size != data.eval_batch_size:
+        log.info("evaluation batches of %d images at %dx%d px (data.eval_batch_pixels=%d caps "
+                 "data.eval_batch_size=%d)", size, height, width, data.eval_batch_pixels, data.eval_batch_size)
+    return replace(settings, data=replace(data, eval_batch_size=size))
 
 
 def _prepare_target(images: ImageSet, size: int | None, channels: int) -> ImageSet:
@@ -86,6 +97,7 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
     images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
     check_stain_channels(settings.data.hed_jitter, images.channels)
+    settings = _sized_eval_batch(settings, *images.image_size)
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
     encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
