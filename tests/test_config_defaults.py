@@ -89,3 +89,12 @@ def test_an_unknown_key_in_any_section_is_refused(key: str) -> None:
     values[section][name] = 1
     with pytest.raises(UserError, match=name):
         from_config(OmegaConf.create(values))
+
+
+def test_suite_sections_set_by_an_experiment_file_are_no_method_sections() -> None:
+    """simclr.yaml sets `pretext.exclude_norm_bias`; `pretext.*` overrides stay the suite's for every experiment."""
+    from ssl_lightning.cli_checks import method_sections, route_method_overrides
+
+    assert method_sections(CONF)["simclr"] == {"simclr"}
+    argv = ["+experiment=rotation", "pretext.lr=0.3", "pretext.exclude_norm_bias=true"]
+    assert route_method_overrides(argv, CONF) == argv
