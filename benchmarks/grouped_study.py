@@ -33,7 +33,8 @@ def _run(command: list[str], log: Path) -> None:
     print("$", shlex.join(command), flush=True)
     started = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     print(f"  exit {done.returncode} after {time.perf_counter() - started:.0f} s (log: {log})", flush=True)
     if done.returncode != 0:
         raise SystemExit(f"failed: {shlex.join(command)}; see {log}")

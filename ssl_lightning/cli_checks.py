@@ -43,10 +43,11 @@ def method_sections(config_dir: Path) -> dict[str, set[str]]:
     from omegaconf import OmegaConf
 
     sections = {}
+    suite = set(OmegaConf.load(config_dir / "config.yaml"))  # e.g. `pretext:`, a method's defaults for the suite
     for path in sorted((config_dir / "experiment").glob("*.yaml")):
         loaded = OmegaConf.to_container(OmegaConf.load(path))
         sections[path.stem] = {key for key, value in (loaded or {}).items()
-                               if key not in ("experiment", "defaults") and isinstance(value, dict)}
+                               if key not in {"experiment", "defaults", *suite} and isinstance(value, dict)}
     return sections
 
 

@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from ssl_lightning.atomic import write_json
+from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
@@ -169,7 +170,7 @@ def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: Downst
     last = ModelCheckpoint(dirpath=str(work_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     best: ModelCheckpoint | None = None
-    callbacks: list = [last]
+    callbacks: list = [last, AugmentStreams(settings.seed, settings.data.hed_jitter)]
     if selection.has_validation:
         best = ModelCheckpoint(dirpath=str(work_dir), filename="best", monitor=selection.key, mode="max",
                                save_top_k=1, enable_version_counter=False)

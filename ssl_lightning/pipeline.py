@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 from ssl_lightning import settings as settings_module
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
+from ssl_lightning.data.config import eval_batch
 from ssl_lightning.data.fractions import LabelSplit, make_label_split
 from ssl_lightning.data.leakage import check_group_leakage, check_pretext_leakage
-from ssl_lightning.data.manifest import manifest_identity
 from ssl_lightning.data.pretext_sources import (
     PretextImages,
     assemble,
@@ -31,11 +31,13 @@ from ssl_lightning.data.pretext_sources import (
     source_configs,
     to_channels,
 )
+from ssl_lightning.data.stain import check_stain_channels
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import check_validation_images, run_downstream
+from ssl_lightning.identity import DOWNSTREAM, stage_values
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
-from ssl_lightning.models.init import apply_init, init_identity
+from ssl_lightning.models.init import apply_init
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
 from ssl_lightning.results import git_commit, split_fields, write_results, write_subset
@@ -45,18 +47,20 @@ from ssl_lightning.trainer_factory import check_accelerator
 log = logging.getLogger("ssl_lightning")
 
 
-def _data_identity(settings: RunSettings) -> dict[str, Any]:
-    """The data settings that change which images the encoder sees (not the fraction, not batch sizes)."""
+def downstream_key(settings: RunSettings, pretext_key: str | None) -> str:
+    """The downstream work folder's key: the pretext key and the config keys declared for the downstream stage
+    (ssl_lightning/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
+    return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)})
+
+
+def _sized_eval_batch(settings: RunSettings, height: int, width: int) -> RunSettings:
+    """data.eval_batch_size as used: capped by data.eval_batch_pixels at this image size (said in the log)."""
     data = settings.data
-    identity = {"name": data.name, "root": str(Path(data.root).expanduser().resolve()) if data.root else None,
-                "include": data.include, "balance": data.balance, "image_size": data.image_size,
-                "test_split": data.test_split, "test_split_seed": data.test_split_seed,
-                "val_split": data.val_split, "val_seed": data.validation_seed, "group_by": data.group_by,
-                "manifest": manifest_identity(data.manifest)}
-    if data.name == "synthetic":
-        identity.update(num_classes=data.num_classes, train_size=data.train_size, channels=data.channels,
-                        synthetic_seed=data.synthetic_seed)
-    return identity
+    size = eval_batch(data.eval_batch_size, data.eval_batch_pixels, height, width)
+    if size != data.eval_batch_size:
+        log.info("evaluation batches of %d images at %dx%d px (data.eval_batch_pixels=%d caps "
+                 "data.eval_batch_size=%d)", size, height, width, data.eval_batch_pixels, data.eval_batch_size)
+    return replace(settings, data=replace(data, eval_batch_size=size))
 
 
 def _prepare_target(images: ImageSet, size: int | None, channels: int) -> ImageSet:
@@ -95,6 +99,8 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     check_pretext_leakage(sources, settings.data, images, split.val)
     loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
     images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
+    check_stain_channels(settings.data.hed_jitter, images.channels)
+    settings = _sized_eval_batch(settings, *images.image_size)
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
     encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
@@ -140,9 +146,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     try:
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         if cell.pretext is not None:
-            identity = {"target": _data_identity(settings), "sources": cell.pretext.identity,
-                        "init": init_identity(settings.backbone.init)}
-            key = pretext_key(settings, identity)
+            key = pretext_key(settings, cell.pretext.identity)
             outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
                                   cell.pretext.val_indices, key, tb_dir,
                                   val_labels=images.train_labels)  # pretext val = part of the labelled pool
@@ -153,12 +157,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             used = reestimate_batchnorm(encoder, images.train_images, split.pool, seed=settings.seed)
             log.info("random encoder probed linearly: BatchNorm statistics re-estimated on %d training images", used)
             results["batchnorm_reestimated_on"] = used
-        cell_key = config_key({"pretext": results["pretext_key"], "experiment": settings.experiment,
-                               "data": _data_identity(settings), "fraction": settings.data.fraction,
-                               "split_seed": settings.data.split_seed,
-                               "labels_per_class": settings.data.labels_per_class,
-                               "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
-                               "init": init_identity(settings.backbone.init), "seed": settings.seed})
+        cell_key = downstream_key(settings, results["pretext_key"])
         work_dir = settings.cache_dir / "cells" / cell_key
         down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
         results.update(status="ok", **down.as_results(images.classes),

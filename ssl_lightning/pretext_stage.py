@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -18,9 +19,11 @@ import torch
 from filelock import Timeout
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.export_card import card_fields
+from ssl_lightning.identity import PRETEXT, stage_values
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.models.backbones import Encoder
@@ -41,18 +44,16 @@ class PretextOutcome:
     seconds: float
 
 
-def pretext_key(settings: RunSettings, data_identity: dict) -> str:
-    """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction)."""
-    pretext = asdict(settings.pretext)
-    pretext.pop("reuse")
-    pretext.pop("params")
+def pretext_key(settings: RunSettings, sources: Any) -> str:
+    """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction): the config
+    keys declared for the pretext stage (ssl_lightning/identity.py), the method's hyper-parameters and the
+    identity of the pretext data sources."""
     assert settings.method is not None and settings.pretext.params is not None
-    world = {"devices": settings.trainer.devices, "num_nodes": settings.trainer.num_nodes,
-             "precision": settings.trainer.precision}
-    return config_key({
-        "method": settings.method, "hparams": settings.pretext.params.identity(), "data": data_identity,
-        "backbone": asdict(settings.backbone), "pretext": pretext, "seed": settings.seed, "world": world,
-    })
+    values = stage_values(settings.config, PRETEXT)
+    if values.get("data.val_seed") is None:  # data.val_seed=null: the split seed carves the validation pool
+        values["data.val_seed"] = settings.data.validation_seed
+    return config_key({"method": settings.method, "hparams": settings.pretext.params.identity(),
+                       "config": values, "sources": sources})
 
 
 def build_method(settings: RunSettings, encoder: Encoder) -> PretextMethod:
@@ -137,9 +138,19 @@ def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: 
                              val_labels=val_labels)
     last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
-    trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext", [last],
-                            settings.pretext.limit_train_batches, settings.pretext.limit_val_batches, partial_dir)
+    streams = AugmentStreams(settings.seed, settings.data.hed_jitter)  # per-rank, per-epoch augmentation
+    trainer = build_trainer(settings.trainer, settings.pretext.epochs, partial_dir / "tb", "pretext",
+                            [last, streams], settings.pretext.limit_train_batches,
+                            settings.pretext.limit_val_batches, partial_dir)
     resume = usable_resume(partial_dir / "last.ckpt")  # an unreadable one is set aside: restart
     if resume.is_file():
         log.info("resuming the pretext stage from %s", resume)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    hand_over(module, encoder)
+
+
+def hand_over(module: PretextMethod, encoder: Encoder) -> None:
+    """Put the method's evaluated encoder (DINO: the teacher) into `encoder`, the one the store saves."""
+    evaluated = module.evaluated_encoder()
+    if evaluated is not encoder:
+        encoder.load_state_dict(evaluated.state_dict())

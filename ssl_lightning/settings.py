@@ -32,9 +32,20 @@ def _pick(cls, values: dict[str, Any], where: str):
     return cls(**values)
 
 
-def _optim(values: dict[str, Any], where: str) -> OptimConfig:
-    names = {f.name for f in fields(OptimConfig)}
-    chosen = {k: v for k, v in values.items() if k in names}
+def _refuse_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
+    """One line naming the keys of a section that nothing reads (a typo would otherwise be ignored)."""
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"unknown {where} option(s) {[f'{where}.{k}' for k in unknown]}; valid: {sorted(known)}")
+
+
+OPTIM_KEYS = frozenset(f.name for f in fields(OptimConfig))
+
+
+def _optim(values: dict[str, Any], where: str, other_keys: set[str]) -> OptimConfig:
+    """The optimiser of a section whose other keys are `other_keys`; any key neither names is refused."""
+    _refuse_unknown(values, set(OPTIM_KEYS) | other_keys, where)
+    chosen = {k: v for k, v in values.items() if k in OPTIM_KEYS}
     if "step_milestones" in chosen:
         chosen["step_milestones"] = tuple(chosen["step_milestones"])
     optim = OptimConfig(**chosen)
@@ -63,7 +74,7 @@ class DownstreamSettings:
     augment: bool
     limit_train_batches: float
     limit_val_batches: float
-    patience: int | None = None
+    patience: int | None = 5
     lr_grid: tuple[float, ...] | None = None
     probe_layer: str | int = "last"
     monitor: str = "auto"  # acc | balanced_acc | auto (downstream_selection.resolve_monitor)
@@ -78,7 +89,7 @@ class TrainerSettings:
     strategy: str = "auto"
     precision: str = "32-true"
     sync_batchnorm: bool = False
-    channels_last: bool | str = False  # true | false | auto (trainer_factory.use_channels_last)
+    channels_last: bool | str = "auto"  # true | false | auto (trainer_factory.use_channels_last)
     compile: bool = False
     benchmark: bool = False
     deterministic: bool = False
@@ -101,9 +112,13 @@ class RunSettings:
     pretext_data: dict[str, dict[str, Any]]
 
 
+PRETEXT_KEYS = {f.name for f in fields(PretextSettings)} - {"optim", "params"}
+
+
 def _pretext(values: dict[str, Any], params: MethodParams | None) -> PretextSettings:
     return PretextSettings(
-        epochs=int(values["epochs"]), batch_size=int(values["batch_size"]), optim=_optim(values, "pretext"),
+        epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
+        optim=_optim(values, "pretext", PRETEXT_KEYS),
         reuse=bool(values.get("reuse", True)), limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
         params=params,
@@ -118,7 +133,8 @@ def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
         raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
     stage = DownstreamSettings(
         protocol=protocol, head=head, epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
-        optim=_optim(values, "downstream"), augment=bool(values.get("augment", True)),
+        optim=_optim(values, "downstream", {f.name for f in fields(DownstreamSettings)} - {"optim"}),
+        augment=bool(values.get("augment", True)),
         limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
         patience=_patience(values.get("patience")), lr_grid=_lr_grid(values.get("lr_grid")),

@@ -8,6 +8,17 @@ from typing import Any
 from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
 
+# 512 images of 32 x 32 px: evaluation batches hold at most this many pixels, so a 224 px cell evaluates 10 images
+# at a time instead of 512 (whose activations made up most of a 3 GB peak at 224 px; issue 21).
+EVAL_BATCH_PIXELS = 512 * 32 * 32
+
+
+def eval_batch(limit: int, pixels: int | None, height: int, width: int) -> int:
+    """Images per validation/test batch: `limit`, or fewer so a batch holds at most `pixels` pixels (>= 1)."""
+    if pixels is None:
+        return int(limit)
+    return max(1, min(int(limit), int(pixels) // max(1, height * width)))
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -31,6 +42,8 @@ class DataConfig:
     download: bool = True
     on_bad_image: str = "error"
     eval_batch_size: int = 512
+    eval_batch_pixels: int | None = EVAL_BATCH_PIXELS  # caps eval batches by image area; None = no cap
+    hed_jitter: float = 0.0  # H&E stain jitter strength t in every training augmentation (data/stain.py); 0 = off
     num_workers: int = 0
     pin_memory: bool = False
     decode_workers: int | None = None  # folders: processes decoding into the image store; None = cores available
@@ -85,5 +98,11 @@ class DataConfig:
             raise UserError(f"data.decode_workers={self.decode_workers} must be at least 1 (or null: all cores)")
         if int(self.num_workers) < 0:
             raise UserError(f"data.num_workers={self.num_workers} must be 0 or more")
+        if int(self.eval_batch_size) < 1 or (self.eval_batch_pixels is not None and int(self.eval_batch_pixels) < 1):
+            raise UserError(f"data.eval_batch_size={self.eval_batch_size} and data.eval_batch_pixels="
+                            f"{self.eval_batch_pixels} must be >= 1 (eval_batch_pixels may be null: no area cap)")
+        if not 0.0 <= float(self.hed_jitter) < 1.0:
+            raise UserError(f"data.hed_jitter={self.hed_jitter} must be in [0, 1); Tellez et al. use 0.05 (light) "
+                            "or 0.2 (strong)")
         if self.image_size is not None and int(self.image_size) < 8:
             raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")

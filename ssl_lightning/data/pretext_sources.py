@@ -20,6 +20,7 @@ from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.mapped_images import ExpandChannels, LazyImages, ResizedImages, concatenate
 from ssl_lightning.errors import UserError
+from ssl_lightning.identity import source_identity
 
 TARGET = "target"
 
@@ -118,18 +119,8 @@ def assemble(target: ImageSet, pool: np.ndarray, val: np.ndarray, sources: dict[
         offset = sum(len(p) for p in parts)
         train.append(np.arange(len(images)) + offset)
         parts.append(images)
-        identity.append({"entry": entry, **_identity(config)})
+        identity.append({"entry": entry, **source_identity(config)})
     if not train:
         raise UserError("pretext_data selects no images; use pretext_data=target or add a data set")
     return PretextImages(concatenate(parts), np.concatenate(train), val,
                          "+".join(sources), identity)
-
-
-def _identity(config: DataConfig) -> dict[str, Any]:
-    fields = replace(config, eval_batch_size=0, num_workers=0, pin_memory=False, download=True)
-    values = dict(fields.__dict__)
-    for where_and_how in ("image_cache", "decode_workers"):  # where pixels are kept and how fast: not which
-        values.pop(where_and_how)
-    if values.get("root"):
-        values["root"] = str(Path(values["root"]).expanduser().resolve())
-    return values

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ssl_lightning.data.augment import standardize
+from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import Gather, matching_accuracy
 from ssl_lightning.methods.optim import OptimConfig
@@ -71,7 +72,7 @@ class BarlowTwinsPretext(PretextMethod):
         self.projector = projector(encoder.feature_dim, params.proj_dim)
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        views = standardize(torch.cat(two_views(images, self.views)))
+        views = standardize(torch.cat(two_views(images, self.views, **augment_options(self))))
         z1, z2 = self.projector(self.encoder(views)).chunk(2)
         gather = (lambda z: self.gather_rows(z, with_gradients=True)) if self.gathers_in_this_step else None
         loss = barlow_twins_loss(z1, z2, self.params.lambd, gather=gather) * self.params.scale_loss

@@ -35,6 +35,13 @@ class PretextMethod(pl.LightningModule):
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def evaluated_encoder(self) -> Encoder:
+        """The encoder the method's paper evaluates and the store keeps: the trained one (BYOL's online and
+        MoCo's query encoder included); DINO overrides it with its teacher. A function of the weights, not a
+        hook, so a fit resumed from its final checkpoint (where Lightning runs no training hooks) hands over
+        the same encoder as an uninterrupted one."""
+        return self.encoder
+
     # --- distributed helpers ------------------------------------------------------------------------------------
 
     @property

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ssl_lightning.data.augment import standardize
+from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import byol_loss, matching_accuracy
 from ssl_lightning.methods.momentum import cosine_momentum, ema_update, frozen_copy
@@ -49,7 +50,7 @@ class BYOLPretext(PretextMethod):
         self.momentum = params.base_momentum
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        views = standardize(torch.cat(two_views(images, self.views)))
+        views = standardize(torch.cat(two_views(images, self.views, **augment_options(self))))
         online = self.predictor(self.projector(self.encoder(views)))
         with torch.no_grad():
             target = self.target_projector(self.target_encoder(views))

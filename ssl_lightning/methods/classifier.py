@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from ssl_lightning.data.augment import random_shift_flip, standardize, to_unit_float
+from ssl_lightning.data.augment import downstream_view, standardize, to_unit_float
+from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.downstream_selection import validation_key
 from ssl_lightning.methods.optim import OptimConfig, configure
 from ssl_lightning.metrics import ClassificationMetrics, classification_metrics
@@ -111,7 +112,7 @@ class Classifier(pl.LightningModule):
         images, labels = batch
         images = to_unit_float(images)
         if self.augment:
-            images = random_shift_flip(images)
+            images = downstream_view(images, **augment_options(self))
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits, labels)

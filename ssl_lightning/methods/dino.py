@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_lightning.data.augment import simclr_view, standardize
+from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import dino_loss
 from ssl_lightning.methods.momentum import cosine_momentum, ema_update, frozen_copy
@@ -94,13 +95,14 @@ class DINOPretext(PretextMethod):
 
     def crops(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """2 global crops (blur p 1.0 / 0.1, solarisation p 0 / 0.2) and the local crops (blur p 0.5)."""
-        p, size = self.params, images.shape[-1]
+        p, size, options = self.params, images.shape[-1], augment_options(self)
         common = (p.jitter_strength,)
         global_crops = [simclr_view(images, *common, p.global_crop_min_scale, p.grayscale_p, blur_p=blur,
-                                    solarize_p=solarize) for blur, solarize in ((1.0, 0.0), (0.1, 0.2))]
+                                    solarize_p=solarize, **options) for blur, solarize in ((1.0, 0.0), (0.1, 0.2))]
         local_side = max(8, round(size * p.local_size_fraction))
         local_crops = [simclr_view(images, *common, p.local_crop_min_scale, p.grayscale_p, blur_p=0.5,
-                                   crop_max_scale=p.local_crop_max_scale, out_size=(local_side, local_side))
+                                   crop_max_scale=p.local_crop_max_scale, out_size=(local_side, local_side),
+                                   **options)
                        for _ in range(p.local_crops)]
         return global_crops, local_crops
 
@@ -138,10 +140,9 @@ class DINOPretext(PretextMethod):
             self.update_center(self._pending_center)
             self._pending_center = None
 
-    def on_train_end(self) -> None:
-        """The stored encoder is the teacher's (parameters and BatchNorm statistics)."""
-        if self.params.evaluate_teacher:
-            self.encoder.load_state_dict(self.teacher_encoder.state_dict())
+    def evaluated_encoder(self) -> Encoder:
+        """The teacher's encoder (parameters and BatchNorm statistics), the one the paper evaluates."""
+        return self.teacher_encoder if self.params.evaluate_teacher else self.encoder
 
 
 def build(encoder: Encoder, optim: OptimConfig, epochs: int, params: DINOParams) -> DINOPretext:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_lightning.data.augment import standardize
+from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import moco_loss
 from ssl_lightning.methods.momentum import cosine_momentum, ema_update, frozen_copy
@@ -58,7 +59,7 @@ class MoCoPretext(PretextMethod):
         self._pending_keys: torch.Tensor | None = None
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        views = standardize(torch.cat(two_views(images, self.views)))
+        views = standardize(torch.cat(two_views(images, self.views, **augment_options(self))))
         q1, q2 = self.projector(self.encoder(views)).chunk(2)
         with torch.no_grad():
             keys = F.normalize(self.key_projector(self.key_encoder(views)), dim=1)

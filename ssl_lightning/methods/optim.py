@@ -1,4 +1,9 @@
-"""Optimizer and learning-rate schedule settings shared by the pretext and downstream stages."""
+"""Optimizer and learning-rate schedule settings shared by the pretext and downstream stages.
+
+`exclude_norm_bias` leaves BatchNorm (every 1-D parameter: norm weights and biases) out of the weight decay,
+as SimCLR, BYOL and Barlow Twins do; `lars` is the layer-wise adaptive SGD of You et al. 2017 as those papers
+use it (ssl_lightning/methods/lars.py), which always excludes those parameters from decay and adaptation.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from ssl_lightning.errors import UserError
+from ssl_lightning.methods.lars import LARS
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
 SCHEDULERS = ("cosine", "step", "constant")
 
 
@@ -24,6 +30,8 @@ class OptimConfig:
     warmup_epochs: int = 0
     step_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)  # fractions of the run (RotNet: 60/120/160 of 200)
     step_gamma: float = 0.2
+    exclude_norm_bias: bool = False  # no weight decay on 1-D parameters (BatchNorm, biases); lars: always
+    trust_coefficient: float = 0.001  # LARS's eta
 
     def validate(self, where: str) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -32,9 +40,36 @@ class OptimConfig:
             raise UserError(f"{where}.scheduler={self.scheduler!r} unknown; valid: {', '.join(SCHEDULERS)}")
         if not self.lr > 0:
             raise UserError(f"{where}.lr={self.lr} must be positive")
+        if not self.trust_coefficient > 0:
+            raise UserError(f"{where}.trust_coefficient={self.trust_coefficient} must be positive (LARS: 0.001)")
+
+
+def is_norm_or_bias(param: torch.Tensor) -> bool:
+    """BatchNorm/LayerNorm scales and shifts and every bias: the 1-D parameters (the papers' rule)."""
+    return param.ndim <= 1
+
+
+def parameter_groups(params, config: OptimConfig) -> list[dict]:
+    """One group, or (exclude_norm_bias or LARS) weights and norm/bias apart: the latter without weight decay
+    and, under LARS, without the layer-wise adaptation."""
+    params = list(params)
+    if not (config.exclude_norm_bias or config.optimizer == "lars"):
+        return [{"params": params}]
+    weights = [p for p in params if not is_norm_or_bias(p)]
+    others = [p for p in params if is_norm_or_bias(p)]
+    groups = [{"params": weights}] if weights else []
+    if others:
+        groups.append({"params": others, "weight_decay": 0.0, "lars_adapt": False})
+    return groups
 
 
 def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
+    params = parameter_groups(params, config)
+    if config.optimizer == "lars":
+        return LARS(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                    weight_decay=config.weight_decay, trust_coefficient=config.trust_coefficient)
+    for group in params:
+        group.pop("lars_adapt", None)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay)

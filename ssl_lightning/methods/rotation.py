@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_lightning.data.augment import color_jitter, rotate_all_four, standardize
+from ssl_lightning.data.augment_streams import augment_options
+from ssl_lightning.data.stain import hed_jitter
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams, MethodSpec, register, require
@@ -29,9 +31,13 @@ class RotationPretext(PretextMethod):
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rotated, labels = rotate_all_four(images)
-        if self.jitter and self.training:
-            s = self.jitter_strength
-            rotated = color_jitter(rotated, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8)
+        if self.training:  # each rotated copy gets its own stain (data.hed_jitter) and colour jitter
+            options = augment_options(self)
+            rotated = hed_jitter(rotated, options["hed_jitter"], options["generator"])
+            if self.jitter:
+                s = self.jitter_strength
+                rotated = color_jitter(rotated, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8,
+                                       generator=options["generator"])
         logits = self.head(self.encoder(standardize(rotated)))
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()

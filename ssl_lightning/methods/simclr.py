@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ssl_lightning.data.augment import simclr_view, standardize
+from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import nt_xent
 from ssl_lightning.methods.optim import OptimConfig
@@ -33,8 +34,10 @@ class SimCLRPretext(PretextMethod):
         return gathered.reshape(-1, z.shape[1])
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        options = augment_options(self)
         views = torch.cat([
-            simclr_view(images, self.jitter_strength, self.crop_min_scale, self.grayscale_p) for _ in range(2)
+            simclr_view(images, self.jitter_strength, self.crop_min_scale, self.grayscale_p, **options)
+            for _ in range(2)
         ])
         z = self.projector(self.encoder(standardize(views)))
         z1, z2 = z.chunk(2)

@@ -30,12 +30,15 @@ class ViewParams(MethodParams):
         require(0 < self.crop_min_scale <= 1, "crop_min_scale", self.crop_min_scale, "must be in (0, 1]")
 
 
-def two_views(images: torch.Tensor, views: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two asymmetric views of a batch of [0, 1] images."""
+def two_views(images: torch.Tensor, views: ViewParams, generator: torch.Generator | None = None,
+              hed_jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two asymmetric views of a batch of [0, 1] images (random draws from `generator`)."""
     first = simclr_view(images, views.jitter_strength, views.crop_min_scale, views.grayscale_p,
-                        blur_p=views.blur_p1, solarize_p=views.solarize_p1)
+                        blur_p=views.blur_p1, solarize_p=views.solarize_p1, generator=generator,
+                        hed_jitter=hed_jitter)
     second = simclr_view(images, views.jitter_strength, views.crop_min_scale, views.grayscale_p,
-                         blur_p=views.blur_p2, solarize_p=views.solarize_p2)
+                         blur_p=views.blur_p2, solarize_p=views.solarize_p2, generator=generator,
+                         hed_jitter=hed_jitter)
     return first, second
 
 

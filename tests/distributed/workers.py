@@ -206,8 +206,8 @@ def _train(scenario: str, world_size: int, images: ImageSet, out: Path) -> dict:
     if method != "classifier":
         record["logged_knn"] = float(trainer.callback_metrics["pretext/val_knn_acc"])
         record["logged_rankme"] = float(trainer.callback_metrics["pretext/val_rankme"])
-        if method != "dino":  # DINO hands the teacher to the encoder after validation
-            record["full_val_knn"] = _full_val_knn(module, images, val)
+        # the encoder is still the one validation saw (DINO's teacher is handed over by the stage, after the fit)
+        record["full_val_knn"] = _full_val_knn(module, images, val)
     if method == "moco":
         record["queue_position"] = int(module.queue_position)
     if method == "classifier":
