@@ -24,8 +24,11 @@ from pathlib import Path
 from benchmarks.group_leakage import Collection, write_collection
 
 CLASSES = ("adh", "dcis", "normal")  # the original study's three classes, as names only
-COLLECTION = Collection(patients=10, tiles=30, size=32, cue=50.0, epochs=0, seeds=3)
+COLLECTION = Collection(patients=20, tiles=15, size=32, cue=40.0, epochs=0, seeds=3)
 GRID = ["+experiment=rotation,rotation_jitter,simclr,supervised", "data.fraction=0.05,0.25,0.5"]
+# ~630 pretext tiles and 15-105 labelled tiles per class: smaller batches than profile=cpu's (256 / 128) give the
+# pretext stage 10 steps per epoch and the classifier's BatchNorm statistics enough steps before early stopping.
+SIZED = ["pretext.batch_size=64", "pretext.epochs=10", "downstream.batch_size=32"]
 ARMS = {"auto": "patient", "none": "tile"}
 
 
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         sweep = out / f"by_{name}"
         command = [sys.executable, "-m", "ssl_lightning", "-m", *GRID, f"seed={seeds}", "data=imagefolder",
                    f"data.root={root}", "data.include=**/x40/*.png", f"data.group_by={group_by}",
-                   f"hydra.sweep.dir={sweep}", f"paths.cache={out / 'cache'}", *args.overrides]
+                   f"hydra.sweep.dir={sweep}", f"paths.cache={out / 'cache'}", *SIZED, *args.overrides]
         _run(command, out / f"by_{name}.log")
         metrics = ["acc", "balanced_acc"] + (["group_acc", "group_balanced_acc"] if group_by != "none" else [])
         for metric in metrics:
