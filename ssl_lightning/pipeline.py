@@ -32,6 +32,7 @@ from ssl_lightning.data.pretext_sources import (
 )
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import run_downstream
+from ssl_lightning.frozen_stage import run_frozen, uses_frozen_stage
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init, init_identity
@@ -98,8 +99,8 @@ def prepare(cfg: DictConfig) -> PreparedCell:
 
 
 def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) -> bool:
-    """A linear probe on an untrained encoder: its BatchNorm statistics must come from data first."""
-    return pretext is None and settings.downstream.protocol == "linear" and settings.backbone.init == "random"
+    """A frozen probe (linear, k-NN) on an untrained encoder: its BatchNorm statistics must come from data first."""
+    return pretext is None and settings.downstream.protocol != "finetune" and settings.backbone.init == "random"
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -128,6 +129,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         "pretext_data": cell.pretext.label if cell.pretext else None,
         "encoder": "random" if cell.pretext is None and settings.backbone.init == "random" else "trained",
     }
+    results["solver"] = settings.downstream.solver  # lbfgs | sgd (linear), sgd (finetune), None (knn)
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
     try:
@@ -151,15 +153,22 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
                                "downstream": settings.config["downstream"], "backbone": settings.config["backbone"],
                                "init": init_identity(settings.backbone.init), "seed": settings.seed})
         work_dir = settings.cache_dir / "cells" / cell_key
-        down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
-        results.update(
-            status="ok", test_loss=down.test_loss, test_acc=down.test_acc,
-            per_class_acc=dict(zip(images.classes, down.per_class_acc, strict=False)),
-            best_val_acc=down.best_val_acc, checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)),
-            best_epoch=down.best_epoch, chosen_lr=down.chosen_lr, probe_layer=down.probe_layer,
-        )
-        results["seconds"]["downstream"] = round(down.seconds, 2)
-        results["epochs"]["downstream"] = down.epochs
+        if uses_frozen_stage(settings.downstream):  # k-NN, L-BFGS logistic regression: probes on cached features
+            frozen = run_frozen(settings, encoder, images, split, _data_identity(settings), results["pretext_key"],
+                                run_dir)
+            results.update(frozen.results(run_dir, images.classes))
+            results["seconds"].update(features=round(frozen.seconds_features, 2), probe=round(frozen.seconds_probe, 2),
+                                      downstream=round(frozen.seconds_features + frozen.seconds_probe, 2))
+        else:
+            down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
+            results.update(
+                status="ok", test_loss=down.test_loss, test_acc=down.test_acc,
+                per_class_acc=dict(zip(images.classes, down.per_class_acc, strict=False)),
+                best_val_acc=down.best_val_acc, checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)),
+                best_epoch=down.best_epoch, chosen_lr=down.chosen_lr, probe_layer=down.probe_layer,
+            )
+            results["seconds"]["downstream"] = round(down.seconds, 2)
+            results["epochs"]["downstream"] = down.epochs
     except Exception as error:  # a failed cell is recorded, it does not sink a sweep
         results.update(status="failed", error=f"{type(error).__name__}: {error}",
                        traceback=traceback.format_exc(limit=8))

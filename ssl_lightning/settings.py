@@ -21,6 +21,11 @@ from ssl_lightning.models.backbones import BackboneConfig
 from ssl_lightning.validation import check_values
 
 HEADS = ("linear", "mlp")
+# Frozen-feature protocols and solvers (frozen_stage.py); `knn` has no SGD head, so it is not a Classifier protocol.
+KNN = "knn"
+SOLVERS = ("lbfgs", "sgd")
+KNN_METRICS = ("cosine", "euclidean")
+DEFAULT_PENALTY_GRID = tuple(10.0 ** e for e in range(-6, 6))  # C = 1e-6 ... 1e5, one per decade
 
 
 def _pick(cls, values: dict[str, Any], where: str):
@@ -65,6 +70,14 @@ class DownstreamSettings:
     patience: int | None = None
     lr_grid: tuple[float, ...] | None = None
     probe_layer: str | int = "last"
+    # frozen-feature probes (frozen_stage.py); solver: lbfgs | sgd (linear), sgd (finetune), None (knn)
+    solver: str | None = None
+    penalty_grid: tuple[float, ...] = DEFAULT_PENALTY_GRID  # scikit-learn's C, chosen on validation
+    max_iter: int = 1000  # L-BFGS iterations per penalty
+    k: int = 20
+    k_grid: tuple[int, ...] | None = None  # chosen on validation when set
+    temperature: float = 0.07
+    metric: str = "cosine"
 
 
 @dataclass(frozen=True)
@@ -109,18 +122,74 @@ def _pretext(values: dict[str, Any], params: MethodParams | None) -> PretextSett
 
 def _downstream(values: dict[str, Any]) -> DownstreamSettings:
     protocol, head = values.get("protocol", "finetune"), values.get("head", "linear")
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)} (downstream=<name>)")
+    if protocol not in (*PROTOCOLS, KNN):
+        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join((*PROTOCOLS, KNN))} (downstream=<name>)")
     if head not in HEADS:
         raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
     return DownstreamSettings(
-        protocol=protocol, head=head, epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
+        protocol=protocol, head=head, epochs=int(values.get("epochs", 1)), batch_size=int(values.get("batch_size", 1)),
         optim=_optim(values, "downstream"), augment=bool(values.get("augment", True)),
         limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
         patience=_patience(values.get("patience")), lr_grid=_lr_grid(values.get("lr_grid")),
-        probe_layer=_probe_layer(values.get("probe_layer", "last")),
+        probe_layer=_probe_layer(values.get("probe_layer", "last")), **_frozen_probe(values, protocol, head),
     )
+
+
+def _frozen_probe(values: dict[str, Any], protocol: str, head: str) -> dict[str, Any]:
+    """The frozen-feature probe keys (README, Frozen-feature protocols), refused where they cannot apply."""
+    solver = values.get("solver")
+    if protocol == "linear":
+        solver = "sgd" if solver is None else solver
+        if solver not in SOLVERS:
+            raise UserError(f"downstream.solver={solver!r} unknown; valid: {', '.join(SOLVERS)}")
+    elif protocol == KNN and solver is not None:
+        raise UserError(f"downstream.solver={solver} applies to downstream=linear; downstream=knn fits nothing")
+    elif protocol != KNN:
+        if solver not in (None, "sgd"):
+            raise UserError(f"downstream.solver={solver} fits a probe on frozen features: it needs downstream=linear "
+                            f"(downstream={protocol} trains the encoder by SGD through the Trainer)")
+        solver = "sgd"
+    knn_keys = sorted({"k", "k_grid", "metric"} & set(values))
+    if protocol != KNN and knn_keys:
+        raise UserError(f"downstream.{knn_keys[0]} applies to downstream=knn only (this run: downstream={protocol})")
+    if solver == "lbfgs" and head != "linear":
+        raise UserError(f"downstream.head={head} needs downstream.solver=sgd: L-BFGS fits a linear probe")
+    if solver == "lbfgs" and values.get("lr_grid") is not None:
+        raise UserError("downstream.lr_grid picks the SGD learning rate; with downstream.solver=lbfgs the penalty "
+                        "comes from downstream.penalty_grid (or use downstream.solver=sgd)")
+    metric = values.get("metric", "cosine")
+    if metric not in KNN_METRICS:
+        raise UserError(f"downstream.metric={metric!r} unknown; valid: {', '.join(KNN_METRICS)}")
+    return {"solver": solver, "penalty_grid": _penalty_grid(values.get("penalty_grid")),
+            "max_iter": _whole("max_iter", values.get("max_iter", 1000)), "k": _whole("k", values.get("k", 20)),
+            "k_grid": _k_grid(values.get("k_grid")), "temperature": float(values.get("temperature", 0.07)),
+            "metric": metric}
+
+
+def _whole(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"downstream.{name}={value} must be a whole number >= 1")
+    return value
+
+
+def _penalty_grid(value: Any) -> tuple[float, ...]:
+    if value is None:
+        return DEFAULT_PENALTY_GRID
+    grid = tuple(value) if isinstance(value, list | tuple) else (value,)
+    if not grid or any(isinstance(c, bool) or not isinstance(c, int | float) or not c > 0 for c in grid):
+        raise UserError(f"downstream.penalty_grid={list(grid)} must be a non-empty list of positive C values "
+                        "(scikit-learn's LogisticRegression C), e.g. downstream.penalty_grid=[0.01,0.1,1]")
+    return tuple(float(c) for c in grid)
+
+
+def _k_grid(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    grid = tuple(value) if isinstance(value, list | tuple) else (value,)
+    if not grid:
+        raise UserError("downstream.k_grid=[] must list at least one k, e.g. downstream.k_grid=[10,20,50] or null")
+    return tuple(_whole("k_grid", k) for k in grid)
 
 
 def _patience(value: Any) -> int | None:
@@ -176,7 +245,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     data = DataConfig.from_mapping(data_values)
     backbone = _pick(BackboneConfig, dict(resolved["backbone"]), "backbone")
     for stage in ("pretext", "downstream"):
-        if int(resolved[stage]["epochs"]) < 1:
+        if int(resolved[stage].get("epochs", 1)) < 1:
             raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
