@@ -194,8 +194,15 @@ def _fit_knn(stage: DownstreamSettings, layer: int | str, features: CachedFeatur
     return Fit(layer, features, best_acc, k=best_k, standardizer=scaler, val_scores=scores)
 
 
-def _test(stage: DownstreamSettings, fit: Fit, split: LabelSplit, num_classes: int,
-          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_probe(stage: DownstreamSettings, layer: int | str, features: CachedFeatures, split: LabelSplit,
+              num_classes: int, device: torch.device) -> Fit:
+    """The stage's probe (k-NN or L-BFGS logistic regression) fitted on the labelled rows, chosen on validation."""
+    fitter = _fit_knn if stage.protocol == "knn" else _fit_linear
+    return fitter(stage, layer, features, split, num_classes, device)
+
+
+def evaluate_probe(stage: DownstreamSettings, fit: Fit, split: LabelSplit, num_classes: int,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(class probabilities of every test image, their labels): the one look at the test split."""
     test, labels = fit.features.arrays["test"], fit.features.arrays["test_labels"]
     if fit.model is not None:
@@ -245,8 +252,7 @@ def run_frozen(settings: RunSettings, encoder: Encoder, images: ImageSet, split:
         features = cell_features(settings, encoder, images, layer, data_identity, pretext_key, device)
         features_seconds += features.seconds
         started = time.perf_counter()
-        fitter = _fit_knn if stage.protocol == "knn" else _fit_linear
-        fits.append(fitter(stage, layer, features, split, images.num_classes, device))
+        fits.append(fit_probe(stage, layer, features, split, images.num_classes, device))
         probe_seconds += time.perf_counter() - started
     started = time.perf_counter()
     chosen = fits[0]
@@ -254,7 +260,7 @@ def run_frozen(settings: RunSettings, encoder: Encoder, images: ImageSet, split:
         chosen = fit if fit.val_acc > chosen.val_acc else chosen
     if len(fits) > 1:
         log.info("probe layer %s chosen on validation (val_acc %.4f)", chosen.layer, chosen.val_acc)
-    probabilities, labels = _test(stage, chosen, split, images.num_classes, device)
+    probabilities, labels = evaluate_probe(stage, chosen, split, images.num_classes, device)
     test_loss = float(F.nll_loss(probabilities.clamp_min(MIN_PROBABILITY).log(), labels.long()))
     metrics = classification_metrics(probabilities, labels, images.num_classes, groups=images.test_groups)
     checkpoint = run_dir / CHECKPOINT

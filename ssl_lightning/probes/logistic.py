@@ -63,17 +63,21 @@ def fit_logistic(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
     shape = (num_classes, x.shape[1])
     weight = (start.weight.clone() if start is not None else torch.zeros(shape, dtype=torch.float64, device=x.device))
     bias = start.bias.clone() if start is not None else torch.zeros(num_classes, dtype=torch.float64, device=x.device)
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
     ridge = 1.0 / (2.0 * penalty * len(y))
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
                                   tolerance_grad=tolerance, tolerance_change=1e-12, history_size=20,
                                   line_search_fn="strong_wolfe")
 
+    one_hot = F.one_hot(y, num_classes).double()
+
+    @torch.no_grad()
     def objective() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, y) + ridge * (weight * weight).sum()
-        loss.backward()
+        """Loss and its gradient in closed form (no autograd graph: L-BFGS calls this hundreds of times)."""
+        log_probabilities = torch.log_softmax(torch.addmm(bias, x, weight.T), dim=1)
+        loss = -(log_probabilities * one_hot).sum() / len(y) + ridge * (weight * weight).sum()
+        residual = (log_probabilities.exp() - one_hot) / len(y)
+        weight.grad = residual.T @ x + (2 * ridge) * weight
+        bias.grad = residual.sum(dim=0)
         return loss
 
     optimizer.step(objective)
