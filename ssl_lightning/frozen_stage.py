@@ -62,7 +62,7 @@ class Fit:
     k: int | None = None
     model: LogisticModel | None = None
     standardizer: Standardizer | None = None
-    val_scores: list[tuple[float, float]] = field(default_factory=list)  # (C or k, validation accuracy)
+    val_scores: list[tuple[float | int, float]] = field(default_factory=list)  # (C or k, validation accuracy)
 
 
 @dataclass
@@ -183,7 +183,7 @@ def _fit_knn(stage: DownstreamSettings, layer: int | str, features: CachedFeatur
     ks = list(stage.k_grid or (stage.k,))
     probabilities = knn_probabilities(_scaled(scaler, bank, device), bank_labels, _scaled(scaler, val, device),
                                       num_classes, ks, stage.temperature, stage.metric)
-    scores = [(float(k), accuracy(probabilities[k], val_labels)) for k in ks]
+    scores = [(k, accuracy(probabilities[k], val_labels)) for k in ks]
     best_k, best_acc = ks[0], scores[0][1]
     for k, (_, acc) in zip(ks, scores, strict=True):  # ties: the k listed first
         if acc > best_acc:
