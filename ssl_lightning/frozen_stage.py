@@ -131,7 +131,7 @@ def cell_features(settings: RunSettings, encoder: Encoder, images: ImageSet, lay
     key = feature_key(identity, picture, layer, transform)
 
     def compute() -> dict[str, torch.Tensor]:
-        original = next(encoder.parameters()).device
+        original = next(encoder.parameters(), torch.empty(0)).device  # raw pixels: no parameters
         encoder.to(device)
         try:
             batch = settings.data.eval_batch_size

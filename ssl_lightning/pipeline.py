@@ -33,9 +33,11 @@ from ssl_lightning.data.pretext_sources import (
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import run_downstream
 from ssl_lightning.frozen_stage import run_frozen, uses_frozen_stage
+from ssl_lightning.methods.registry import RAW_PIXELS
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init, init_identity
+from ssl_lightning.models.pixels import max_features, pixel_encoder
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
 from ssl_lightning.results import git_commit, write_results, write_subset
@@ -93,14 +95,18 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     images = _prepare_target(images, settings.data.image_size, channel_count(images, list(loaded.values())))
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
-    encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
-    apply_init(encoder, settings.backbone.init)
+    if settings.experiment == RAW_PIXELS:  # no encoder: the frozen probes read the pixels
+        encoder = pixel_encoder(images.channels, images.image_size, max_features(settings.config))
+    else:
+        encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
+        apply_init(encoder, settings.backbone.init)
     return PreparedCell(settings, images, split, encoder, pretext)
 
 
 def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) -> bool:
     """A frozen probe (linear, k-NN) on an untrained encoder: its BatchNorm statistics must come from data first."""
-    return pretext is None and settings.downstream.protocol != "finetune" and settings.backbone.init == "random"
+    return (pretext is None and settings.downstream.protocol != "finetune" and settings.backbone.init == "random"
+            and settings.experiment != RAW_PIXELS)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -130,6 +136,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         "encoder": "random" if cell.pretext is None and settings.backbone.init == "random" else "trained",
     }
     results["solver"] = settings.downstream.solver  # lbfgs | sgd (linear), sgd (finetune), None (knn)
+    if settings.experiment == RAW_PIXELS:
+        results["encoder"] = "raw_pixels"
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
     try:

@@ -167,6 +167,20 @@ def _frozen_probe(values: dict[str, Any], protocol: str, head: str) -> dict[str,
             "metric": metric}
 
 
+def _raw_pixels_checked(experiment: str, downstream: DownstreamSettings) -> DownstreamSettings:
+    """The raw-pixel arm has no encoder: only the frozen-feature probes apply to it."""
+    if experiment != registry.RAW_PIXELS:
+        return downstream
+    frozen = downstream.protocol == KNN or (downstream.protocol == "linear" and downstream.solver == "lbfgs")
+    if not frozen:
+        solver = f" downstream.solver={downstream.solver}" if downstream.protocol == "linear" else ""
+        raise UserError(f"+experiment=raw_pixels has no encoder to train (downstream={downstream.protocol}{solver}); "
+                        "use a frozen protocol: downstream=linear (solver lbfgs) or downstream=knn")
+    if downstream.probe_layer not in ("last", "best"):
+        raise UserError(f"downstream.probe_layer={downstream.probe_layer}: raw pixels have no layers; use last")
+    return downstream
+
+
 def _whole(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"downstream.{name}={value} must be a whole number >= 1")
@@ -237,7 +251,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     method, params = None, None
-    if experiment != registry.SUPERVISED:
+    if experiment not in (registry.SUPERVISED, registry.RAW_PIXELS):
         spec = registry.get(experiment)  # UserError listing the registered experiments
         method, params = spec.name, spec.parse(resolved.get(spec.section))
     data_values = dict(resolved["data"])
@@ -250,7 +264,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
         pretext=_pretext(resolved["pretext"], params),
-        downstream=_downstream(resolved["downstream"]),
+        downstream=_raw_pixels_checked(experiment, _downstream(resolved["downstream"])),
         trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
         cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,
         pretext_data=dict(resolved.get("pretext_data") or {}),
