@@ -158,7 +158,8 @@ def _fit_linear(stage: DownstreamSettings, layer: int | str, features: CachedFea
     val, val_labels = _rows(features, split.selection_val)
     scaler = Standardizer.fit(train.to(device))
     choice = select_penalty(scaler(train.to(device)), train_labels.to(device), scaler(val.to(device)),
-                            val_labels.to(device), num_classes, stage.penalty_grid, stage.max_iter)
+                            val_labels.to(device), num_classes, stage.penalty_grid, stage.max_iter,
+                            patience=stage.penalty_patience)
     log.info("logistic regression (L-BFGS) on layer %s: C=%g chosen on validation (val_acc %.4f; %s)", layer,
              choice.model.penalty, choice.val_acc, ", ".join(f"C={c:g}: {a:.4f}" for c, a in choice.scores))
     return Fit(layer, features, choice.val_acc, penalty=choice.model.penalty, model=choice.model,

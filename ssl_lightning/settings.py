@@ -74,6 +74,7 @@ class DownstreamSettings:
     solver: str | None = None
     penalty_grid: tuple[float, ...] = DEFAULT_PENALTY_GRID  # scikit-learn's C, chosen on validation
     max_iter: int = 1000  # L-BFGS iterations per penalty
+    penalty_patience: int | None = 3  # stop the penalty path after this many C values without a better one
     k: int = 20
     k_grid: tuple[int, ...] | None = None  # chosen on validation when set
     temperature: float = 0.07
@@ -163,6 +164,7 @@ def _frozen_probe(values: dict[str, Any], protocol: str, head: str) -> dict[str,
         raise UserError(f"downstream.metric={metric!r} unknown; valid: {', '.join(KNN_METRICS)}")
     return {"solver": solver, "penalty_grid": _penalty_grid(values.get("penalty_grid")),
             "max_iter": _whole("max_iter", values.get("max_iter", 1000)), "k": _whole("k", values.get("k", 20)),
+            "penalty_patience": _patience(values.get("penalty_patience", 3)),
             "k_grid": _k_grid(values.get("k_grid")), "temperature": float(values.get("temperature", 0.07)),
             "metric": metric}
 

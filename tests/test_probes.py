@@ -60,6 +60,27 @@ def test_the_penalty_is_chosen_on_validation_and_warm_starts_reach_the_cold_solu
     np.testing.assert_allclose(choice.model.probabilities(val).numpy(), cold.probabilities(val).numpy(), atol=1e-5)
 
 
+def test_the_penalty_path_stops_after_patience_values_without_a_better_one():
+    train, train_labels = _blobs(300, 8, 3, seed=2)
+    val, val_labels = _blobs(300, 8, 3, seed=3)
+    grid = [10.0 ** e for e in range(-6, 6)]
+    full = select_penalty(train, train_labels, val, val_labels, 3, grid)
+    stopped = select_penalty(train, train_labels, val, val_labels, 3, grid, patience=2)
+    accuracies = [acc for _, acc in full.scores]
+    best_index = accuracies.index(max(accuracies))
+    expected = len(grid)
+    since = 0
+    for index, acc in enumerate(accuracies):  # the first index where 2 values in a row did not beat the best so far
+        since = 0 if acc > max(accuracies[:index], default=-1.0) else since + 1
+        if since == 2:
+            expected = index + 1
+            break
+    assert len(stopped.scores) == expected < len(grid)
+    assert stopped.scores == full.scores[:expected]
+    if best_index < expected:
+        assert stopped.model.penalty == full.model.penalty
+
+
 def _knn_by_hand(bank, bank_labels, queries, classes, k, temperature, metric):
     """One query at a time: similarities, sort, top k, exp(sim / T) votes per class, normalised."""
     rows = []
@@ -103,6 +124,7 @@ def test_frozen_probe_settings_and_their_defaults():
     linear = _settings("downstream=linear").downstream
     assert (linear.protocol, linear.solver, linear.penalty_grid[0], linear.penalty_grid[-1]) == ("linear", "lbfgs",
                                                                                                   1e-6, 1e5)
+    assert (linear.penalty_patience, linear.max_iter) == (3, 1000)
     knn = _settings("downstream=knn").downstream
     assert (knn.protocol, knn.solver, knn.k, knn.temperature, knn.metric, knn.k_grid) == ("knn", None, 20, 0.07,
                                                                                           "cosine", None)

@@ -5,7 +5,10 @@ The penalty is scikit-learn's `LogisticRegression(C=...)`: the fit minimises
 here means the same as in scikit-learn (and in Kornblith et al. 2019 / SimCLR's linear evaluation). The
 objective is divided by `C * n` before L-BFGS sees it (same minimiser, gradients of order one for every C).
 Penalties are fitted from the strongest (smallest C) to the weakest, each fit starting from the previous
-solution (warm start), and the one with the best accuracy on the validation selection is kept.
+solution (warm start), and the one with the best accuracy on the validation selection is kept. With `patience`
+the path stops after that many penalties in a row without a better validation accuracy: the weakly regularised
+end of the grid costs the most L-BFGS iterations and, once validation accuracy has stopped rising, would not be
+chosen unless accuracy rose again after `patience` values (ties go to the smaller C anyway).
 L-BFGS stops when the largest gradient entry of the scaled objective is below `TOLERANCE` (scikit-learn's lbfgs
 default is 1e-4 on the same scaling), after `max_iter` iterations, or when the loss stops changing.
 """
@@ -98,20 +101,25 @@ class PenaltyChoice:
 
 def select_penalty(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor, val_labels: torch.Tensor,
                    num_classes: int, grid: Sequence[float], max_iter: int = 1000,
-                   tolerance: float = TOLERANCE) -> PenaltyChoice:
-    """Fit every C of the grid (smallest first, warm-started) and keep the best on validation accuracy;
-    ties go to the smaller C (the stronger penalty)."""
+                   tolerance: float = TOLERANCE, patience: int | None = None) -> PenaltyChoice:
+    """Fit the grid's C values (smallest first, warm-started) and keep the best on validation accuracy; ties go to
+    the smaller C (the stronger penalty). `patience`: stop after that many C values without a better one."""
     if not grid:
         raise ValueError("the penalty grid is empty")
     best: PenaltyChoice | None = None
     previous: LogisticModel | None = None
     scores: list[tuple[float, float]] = []
+    since_best = 0
     for penalty in sorted(float(c) for c in grid):
+        if patience is not None and since_best >= patience:
+            break
         model = fit_logistic(train, train_labels, num_classes, penalty, previous, max_iter, tolerance)
         val_acc = accuracy(model.logits(val), val_labels)
         scores.append((penalty, val_acc))
         if best is None or val_acc > best.val_acc:
-            best = PenaltyChoice(model, val_acc, scores)
+            best, since_best = PenaltyChoice(model, val_acc, scores), 0
+        else:
+            since_best += 1
         previous = model
     assert best is not None
     return best
