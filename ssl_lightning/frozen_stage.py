@@ -37,6 +37,7 @@ from ssl_lightning.feature_store import (
 from ssl_lightning.metrics import ClassificationMetrics, classification_metrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
+from ssl_lightning.probes.config import is_frozen
 from ssl_lightning.probes.knn import knn_probabilities
 from ssl_lightning.probes.logistic import LogisticModel, Standardizer, accuracy, select_penalty
 from ssl_lightning.settings import DownstreamSettings, RunSettings
@@ -48,7 +49,7 @@ MIN_PROBABILITY = 1e-12  # k-NN gives probability 0 to classes without a vote: t
 
 def uses_frozen_stage(stage: DownstreamSettings) -> bool:
     """k-NN always, the linear protocol with the L-BFGS solver; everything else trains through the Trainer."""
-    return stage.protocol == "knn" or (stage.protocol == "linear" and stage.solver == "lbfgs")
+    return is_frozen(stage.protocol, stage.solver)
 
 
 @dataclass

@@ -18,14 +18,10 @@ from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.models.backbones import BackboneConfig
+from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields
 from ssl_lightning.validation import check_values
 
 HEADS = ("linear", "mlp")
-# Frozen-feature protocols and solvers (frozen_stage.py); `knn` has no SGD head, so it is not a Classifier protocol.
-KNN = "knn"
-SOLVERS = ("lbfgs", "sgd")
-KNN_METRICS = ("cosine", "euclidean")
-DEFAULT_PENALTY_GRID = tuple(10.0 ** e for e in range(-6, 6))  # C = 1e-6 ... 1e5, one per decade
 
 
 def _pick(cls, values: dict[str, Any], where: str):
@@ -133,79 +129,8 @@ def _downstream(values: dict[str, Any]) -> DownstreamSettings:
         limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
         patience=_patience(values.get("patience")), lr_grid=_lr_grid(values.get("lr_grid")),
-        probe_layer=_probe_layer(values.get("probe_layer", "last")), **_frozen_probe(values, protocol, head),
+        probe_layer=_probe_layer(values.get("probe_layer", "last")), **frozen_probe_fields(values, protocol, head),
     )
-
-
-def _frozen_probe(values: dict[str, Any], protocol: str, head: str) -> dict[str, Any]:
-    """The frozen-feature probe keys (README, Frozen-feature protocols), refused where they cannot apply."""
-    solver = values.get("solver")
-    if protocol == "linear":
-        solver = "sgd" if solver is None else solver
-        if solver not in SOLVERS:
-            raise UserError(f"downstream.solver={solver!r} unknown; valid: {', '.join(SOLVERS)}")
-    elif protocol == KNN and solver is not None:
-        raise UserError(f"downstream.solver={solver} applies to downstream=linear; downstream=knn fits nothing")
-    elif protocol != KNN:
-        if solver not in (None, "sgd"):
-            raise UserError(f"downstream.solver={solver} fits a probe on frozen features: it needs downstream=linear "
-                            f"(downstream={protocol} trains the encoder by SGD through the Trainer)")
-        solver = "sgd"
-    knn_keys = sorted({"k", "k_grid", "metric"} & set(values))
-    if protocol != KNN and knn_keys:
-        raise UserError(f"downstream.{knn_keys[0]} applies to downstream=knn only (this run: downstream={protocol})")
-    if solver == "lbfgs" and head != "linear":
-        raise UserError(f"downstream.head={head} needs downstream.solver=sgd: L-BFGS fits a linear probe")
-    if solver == "lbfgs" and values.get("lr_grid") is not None:
-        raise UserError("downstream.lr_grid picks the SGD learning rate; with downstream.solver=lbfgs the penalty "
-                        "comes from downstream.penalty_grid (or use downstream.solver=sgd)")
-    metric = values.get("metric", "cosine")
-    if metric not in KNN_METRICS:
-        raise UserError(f"downstream.metric={metric!r} unknown; valid: {', '.join(KNN_METRICS)}")
-    return {"solver": solver, "penalty_grid": _penalty_grid(values.get("penalty_grid")),
-            "max_iter": _whole("max_iter", values.get("max_iter", 1000)), "k": _whole("k", values.get("k", 20)),
-            "penalty_patience": _patience(values.get("penalty_patience", 3)),
-            "k_grid": _k_grid(values.get("k_grid")), "temperature": float(values.get("temperature", 0.07)),
-            "metric": metric}
-
-
-def _raw_pixels_checked(experiment: str, downstream: DownstreamSettings) -> DownstreamSettings:
-    """The raw-pixel arm has no encoder: only the frozen-feature probes apply to it."""
-    if experiment != registry.RAW_PIXELS:
-        return downstream
-    frozen = downstream.protocol == KNN or (downstream.protocol == "linear" and downstream.solver == "lbfgs")
-    if not frozen:
-        solver = f" downstream.solver={downstream.solver}" if downstream.protocol == "linear" else ""
-        raise UserError(f"+experiment=raw_pixels has no encoder to train (downstream={downstream.protocol}{solver}); "
-                        "use a frozen protocol: downstream=linear (solver lbfgs) or downstream=knn")
-    if downstream.probe_layer not in ("last", "best"):
-        raise UserError(f"downstream.probe_layer={downstream.probe_layer}: raw pixels have no layers; use last")
-    return downstream
-
-
-def _whole(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"downstream.{name}={value} must be a whole number >= 1")
-    return value
-
-
-def _penalty_grid(value: Any) -> tuple[float, ...]:
-    if value is None:
-        return DEFAULT_PENALTY_GRID
-    grid = tuple(value) if isinstance(value, list | tuple) else (value,)
-    if not grid or any(isinstance(c, bool) or not isinstance(c, int | float) or not c > 0 for c in grid):
-        raise UserError(f"downstream.penalty_grid={list(grid)} must be a non-empty list of positive C values "
-                        "(scikit-learn's LogisticRegression C), e.g. downstream.penalty_grid=[0.01,0.1,1]")
-    return tuple(float(c) for c in grid)
-
-
-def _k_grid(value: Any) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    grid = tuple(value) if isinstance(value, list | tuple) else (value,)
-    if not grid:
-        raise UserError("downstream.k_grid=[] must list at least one k, e.g. downstream.k_grid=[10,20,50] or null")
-    return tuple(_whole("k_grid", k) for k in grid)
 
 
 def _patience(value: Any) -> int | None:
@@ -263,10 +188,13 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     for stage in ("pretext", "downstream"):
         if int(resolved[stage].get("epochs", 1)) < 1:
             raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")
+    downstream = _downstream(resolved["downstream"])
+    if experiment == registry.RAW_PIXELS:
+        check_raw_pixels(downstream.protocol, downstream.solver, downstream.probe_layer)
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
         pretext=_pretext(resolved["pretext"], params),
-        downstream=_raw_pixels_checked(experiment, _downstream(resolved["downstream"])),
+        downstream=downstream,
         trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
         cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,
         pretext_data=dict(resolved.get("pretext_data") or {}),
