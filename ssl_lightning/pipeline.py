@@ -34,10 +34,13 @@ from ssl_lightning.data.pretext_sources import (
 from ssl_lightning.data.stain import check_stain_channels
 from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import check_validation_images, run_downstream
-from ssl_lightning.identity import DOWNSTREAM, stage_values
+from ssl_lightning.frozen_stage import run_frozen, uses_frozen_stage
+from ssl_lightning.identity import DOWNSTREAM, PRETEXT, stage_values
+from ssl_lightning.methods.registry import RAW_PIXELS
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init
+from ssl_lightning.models.pixels import max_features, pixel_encoder
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
 from ssl_lightning.results import git_commit, split_fields, write_results, write_subset
@@ -51,6 +54,13 @@ def downstream_key(settings: RunSettings, pretext_key: str | None) -> str:
     """The downstream work folder's key: the pretext key and the config keys declared for the downstream stage
     (ssl_lightning/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
     return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)})
+
+
+def _image_identity(settings: RunSettings) -> dict[str, Any]:
+    """Which images a cell reads, for the feature store: the data keys declared for the pretext stage, unprefixed
+    (the feature store drops the split-only ones)."""
+    return {key.removeprefix("data."): value for key, value in stage_values(settings.config, PRETEXT).items()
+            if key.startswith("data.")}
 
 
 def _sized_eval_batch(settings: RunSettings, height: int, width: int) -> RunSettings:
@@ -103,14 +113,18 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     settings = _sized_eval_batch(settings, *images.image_size)
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
-    encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
-    apply_init(encoder, settings.backbone.init)
+    if settings.experiment == RAW_PIXELS:  # no encoder: the frozen probes read the pixels
+        encoder = pixel_encoder(images.channels, images.image_size, max_features(settings.config))
+    else:
+        encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
+        apply_init(encoder, settings.backbone.init)
     return PreparedCell(settings, images, split, encoder, pretext)
 
 
 def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) -> bool:
-    """A linear probe on an untrained encoder: its BatchNorm statistics must come from data first."""
-    return pretext is None and settings.downstream.protocol == "linear" and settings.backbone.init == "random"
+    """A frozen probe (linear, k-NN) on an untrained encoder: its BatchNorm statistics must come from data first."""
+    return (pretext is None and settings.downstream.protocol != "finetune" and settings.backbone.init == "random"
+            and settings.experiment != RAW_PIXELS)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -141,6 +155,9 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         "pretext_data": cell.pretext.label if cell.pretext else None,
         "encoder": "random" if cell.pretext is None and settings.backbone.init == "random" else "trained",
     }
+    results["solver"] = settings.downstream.solver  # lbfgs | sgd (linear), sgd (finetune), None (knn)
+    if settings.experiment == RAW_PIXELS:
+        results["encoder"] = "raw_pixels"
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
     try:
@@ -159,11 +176,18 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             results["batchnorm_reestimated_on"] = used
         cell_key = downstream_key(settings, results["pretext_key"])
         work_dir = settings.cache_dir / "cells" / cell_key
-        down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
-        results.update(status="ok", **down.as_results(images.classes),
-                       checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)))
-        results["seconds"]["downstream"] = round(down.seconds, 2)
-        results["epochs"]["downstream"] = down.epochs
+        if uses_frozen_stage(settings.downstream):  # k-NN, L-BFGS logistic regression: probes on cached features
+            frozen = run_frozen(settings, encoder, images, split, _image_identity(settings), results["pretext_key"],
+                                run_dir)
+            results.update(frozen.results(run_dir, images.classes))
+            results["seconds"].update(features=round(frozen.seconds_features, 2), probe=round(frozen.seconds_probe, 2),
+                                      downstream=round(frozen.seconds_features + frozen.seconds_probe, 2))
+        else:
+            down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
+            results.update(status="ok", **down.as_results(images.classes),
+                           checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)))
+            results["seconds"]["downstream"] = round(down.seconds, 2)
+            results["epochs"]["downstream"] = down.epochs
     except Exception as error:  # a failed cell is recorded, it does not sink a sweep
         results.update(status="failed", error=f"{type(error).__name__}: {error}",
                        traceback=traceback.format_exc(limit=8))

@@ -19,6 +19,7 @@ from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.models.backbones import BackboneConfig
+from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields
 from ssl_lightning.validation import check_values
 
 HEADS = ("linear", "mlp")
@@ -79,6 +80,15 @@ class DownstreamSettings:
     probe_layer: str | int = "last"
     monitor: str = "auto"  # acc | balanced_acc | auto (downstream_selection.resolve_monitor)
     select: str = "best"  # best: the best-validation checkpoint; last: the last epoch (needed without validation)
+    # frozen-feature probes (frozen_stage.py); solver: lbfgs | sgd (linear), sgd (finetune), None (knn)
+    solver: str | None = None
+    penalty_grid: tuple[float, ...] = DEFAULT_PENALTY_GRID  # scikit-learn's C, chosen on validation
+    max_iter: int = 1000  # L-BFGS iterations per penalty
+    penalty_patience: int | None = 3  # stop the penalty path after this many C values without a better one
+    k: int = 20
+    k_grid: tuple[int, ...] | None = None  # chosen on validation when set
+    temperature: float = 0.07
+    metric: str = "cosine"
 
 
 @dataclass(frozen=True)
@@ -127,12 +137,13 @@ def _pretext(values: dict[str, Any], params: MethodParams | None) -> PretextSett
 
 def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
     protocol, head = values.get("protocol", "finetune"), values.get("head", "linear")
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)} (downstream=<name>)")
+    if protocol not in (*PROTOCOLS, KNN):
+        raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join((*PROTOCOLS, KNN))} (downstream=<name>)")
     if head not in HEADS:
         raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
     stage = DownstreamSettings(
-        protocol=protocol, head=head, epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
+        protocol=protocol, head=head, epochs=int(values.get("epochs", 1)),
+        batch_size=int(values.get("batch_size", 1)),
         optim=_optim(values, "downstream", {f.name for f in fields(DownstreamSettings)} - {"optim"}),
         augment=bool(values.get("augment", True)),
         limit_train_batches=values.get("limit_train_batches", 1.0),
@@ -141,6 +152,7 @@ def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
         probe_layer=_probe_layer(values.get("probe_layer", "last")),
         monitor=_choice(values.get("monitor", "auto"), MONITORS, "monitor"),
         select=_choice(values.get("select", "best"), SELECTS, "select"),
+        **frozen_probe_fields(values, protocol, head),
     )
     _check_selection(stage, data)
     return stage
@@ -208,7 +220,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     method, params = None, None
-    if experiment != registry.SUPERVISED:
+    if experiment not in (registry.SUPERVISED, registry.RAW_PIXELS):
         spec = registry.get(experiment)  # UserError listing the registered experiments
         method, params = spec.name, spec.parse(resolved.get(spec.section))
     data_values = dict(resolved["data"])
@@ -216,12 +228,15 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     data = DataConfig.from_mapping(data_values)
     backbone = _pick(BackboneConfig, dict(resolved["backbone"]), "backbone")
     for stage in ("pretext", "downstream"):
-        if int(resolved[stage]["epochs"]) < 1:
+        if int(resolved[stage].get("epochs", 1)) < 1:
             raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")
+    downstream = _downstream(resolved["downstream"], data)
+    if experiment == registry.RAW_PIXELS:
+        check_raw_pixels(downstream.protocol, downstream.solver, downstream.probe_layer)
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
         pretext=_pretext(resolved["pretext"], params),
-        downstream=_downstream(resolved["downstream"], data),
+        downstream=downstream,
         trainer=_pick(TrainerSettings, dict(resolved["trainer"]), "trainer"),
         cache_dir=Path(resolved["paths"]["cache"]).expanduser().resolve(), config=resolved,
         pretext_data=dict(resolved.get("pretext_data") or {}),

@@ -21,8 +21,8 @@ def test_same_seed_repeats_exactly_and_another_seed_differs(cli, tmp_path):
 
 def test_early_stopping_ends_a_plateau(cli, tmp_path):
     # A frozen encoder and a head that cannot move: validation accuracy is flat from the first epoch.
-    done = cli("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.lr=1e-12", "downstream.epochs=10",
-               "downstream.patience=2")
+    done = cli("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.solver=sgd", "downstream.lr=1e-12",
+               "downstream.epochs=10", "downstream.patience=2")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["epochs"]["downstream"] == 3
@@ -31,8 +31,8 @@ def test_early_stopping_ends_a_plateau(cli, tmp_path):
 
 
 def test_learning_rate_and_probe_layer_are_chosen_on_validation(cli, tmp_path):
-    done = cli("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.lr_grid=[1e-12,0.5]",
-               "downstream.probe_layer=best")
+    done = cli("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.solver=sgd",
+               "downstream.lr_grid=[1e-12,0.5]", "downstream.probe_layer=best")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["chosen_lr"] in (1e-12, 0.5)

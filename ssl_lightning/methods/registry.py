@@ -19,6 +19,8 @@ from ssl_lightning.errors import UserError
 
 SUPERVISED = "supervised"  # the experiment without a pretext stage (not a method)
 SUPERVISED_RANK = 3  # after the original study's rotation (0), rotation_jitter (1) and simclr (2)
+RAW_PIXELS = "raw_pixels"  # the no-encoder floor: frozen probes on pixels (models/pixels.py), not a method
+RAW_PIXELS_RANK = 1000  # after every method
 
 
 class MethodParams:
@@ -121,8 +123,9 @@ def methods() -> dict[str, MethodSpec]:
 
 
 def experiments() -> list[str]:
-    """Every valid `+experiment=` name: the registered methods and the supervised baseline."""
-    ranked = [(spec.rank, name) for name, spec in methods().items()] + [(SUPERVISED_RANK, SUPERVISED)]
+    """Every valid `+experiment=` name: the registered methods, the supervised baseline and raw pixels."""
+    ranked = [(spec.rank, name) for name, spec in methods().items()] + [(SUPERVISED_RANK, SUPERVISED),
+                                                                        (RAW_PIXELS_RANK, RAW_PIXELS)]
     return [name for _, name in sorted(ranked)]
 
 

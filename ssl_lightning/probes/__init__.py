@@ -1,0 +1,1 @@
+"""Probes fitted on frozen, cached features: multinomial logistic regression (L-BFGS) and weighted k-NN."""
