@@ -23,7 +23,7 @@ from ssl_lightning.settings import RunSettings, from_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SECTIONS = tuple(sorted({registry.get(name).section for name in registry.experiments()
-                         if name != registry.SUPERVISED}))
+                         if name not in (registry.SUPERVISED, registry.RAW_PIXELS)}))
 
 
 def _names(group: str) -> list[str]:

@@ -139,7 +139,7 @@ def test_frozen_probe_settings_and_their_defaults():
     (["downstream=linear", "downstream.solver=newton"], "downstream.solver='newton' unknown"),
     (["downstream=linear", "downstream.lr_grid=[0.1]"], "downstream.penalty_grid"),
     (["downstream=linear", "downstream.head=mlp"], "needs downstream.solver=sgd"),
-    (["downstream=linear", "downstream.penalty_grid=[0.1,-1]"], "positive C values"),
+    (["downstream=linear", "downstream.penalty_grid=[0.1,-1]"], "downstream.penalty_grid=[0.1, -1] is invalid"),
     (["downstream=linear", "+downstream.k=5"], "applies to downstream=knn only"),
     (["downstream=knn", "downstream.k=0"], "downstream.k=0"),
     (["downstream=knn", "downstream.metric=manhattan"], "cosine, euclidean"),

@@ -503,3 +503,10 @@ def test_val_seed_is_a_replicate_axis_not_a_variant():
 
     assert varies_by_design("data.val_seed") and varies_by_design("data.split_seed")
     assert not varies_by_design("data.group_by")
+
+
+def test_the_raw_pixel_arm_is_named_raw_pixels_in_tables():
+    from ssl_lightning.report.columns import display
+
+    assert display("raw_pixels", "linear") == "Raw pixels"
+    assert display("supervised", "knn") == "Random encoder"

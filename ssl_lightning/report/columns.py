@@ -8,7 +8,8 @@ from typing import Any
 from ssl_lightning.methods import registry
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
-DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised"}
+DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised",
+           registry.RAW_PIXELS: "Raw pixels"}
 RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a frozen probe: nothing was trained before
 PROBES = ("linear", "knn")  # protocols that train nothing in the encoder
 _DEFAULT_PRETEXT = {"", "target", "default", "same"}
