@@ -88,7 +88,7 @@ def test_figure_statistics_and_verdicts():
 
 def test_run_all_selection_registry_and_opt_in():
     default = [b.name for b in run_all.selected(run_all.parse_args([]))]
-    assert default == ["pretext_throughput", "data_overhead", "memory"]
+    assert default == ["pretext_throughput", "data_overhead", "memory", "probe_cost"]
     assert "data_scale" in [b.name for b in run_all.selected(run_all.parse_args(["--scale"]))]
     assert {"cpu_paths", "threads"} <= {b.name for b in run_all.selected(run_all.parse_args(["--cpu"]))}
     assert "grid_time" in [b.name for b in run_all.selected(run_all.parse_args(["--grid"]))]

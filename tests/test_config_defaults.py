@@ -49,6 +49,8 @@ def _disagreements(cls, section: dict[str, Any]) -> list[str]:
         if name in section:
             value = section[name]
             value = tuple(value) if isinstance(value, list) else value
+            if cls is DataConfig and name == "val_seed" and default is None and value == section.get("split_seed"):
+                continue  # None follows the split seed; conf gives both the same ${seed}
             if value != default:
                 out.append(f"{cls.__name__}.{name}={default!r} but conf says {value!r}")
     return out

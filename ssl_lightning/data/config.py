@@ -29,7 +29,7 @@ class DataConfig:
     fraction: float = 1.0
     labels_per_class: int | None = None  # a label budget by count instead of a fraction (exclusive with it)
     split_seed: int = 0
-    val_seed: int | None = 0  # carves the validation pool (and so the pretext pool); conf: ${seed}; None = split_seed
+    val_seed: int | None = None  # carves the validation pool (and so the pretext pool); None = split_seed
     val_split: float = 0.1
     val_per_label: float | None = 0.2
     test_split: float = 0.2
