@@ -101,3 +101,31 @@ def test_the_ceiling_end_to_end_trains_once_and_every_budget_reuses_it(cli, tmp_
     assert logs.count("training pretext stage") == 1 and logs.count("reusing pretext checkpoint") == 1
     loaded = PretextStore(tmp_path / "cache" / "pretext").load(cells[0]["pretext_key"])
     assert loaded is not None and loaded[1]["method"] == NAME
+
+
+def _encoder_inputs(hed_jitter: float) -> list[torch.Tensor]:
+    """What the ceiling's encoder receives in one training step on a fixed labelled batch, under a stream with this
+    stain jitter (the generic stain test of tests/methods calls pretext_step without labels, which this method
+    refuses)."""
+    import pytorch_lightning as pl
+
+    from ssl_lightning.data.augment_streams import AugmentStreams
+
+    torch.manual_seed(0)
+    module, streams = SupervisedFeatures(compact_encoder(), constant_sgd(0.1), 1, num_classes=4), AugmentStreams(
+        seed=1, hed_jitter=hed_jitter)
+    module.trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[streams],
+                                enable_progress_bar=False, enable_model_summary=False)
+    streams.begin("train", rank=0, epoch=0)
+    seen: list[torch.Tensor] = []
+    module.encoder.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach().clone()))
+    images = (torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    module.train()
+    module.pretext_step(images.float() / 255, torch.tensor([0, 1, 2, 3]))
+    return seen
+
+
+def test_the_ceiling_trains_with_the_fine_tuning_augmentation_and_stain_jitter():
+    plain, again, stained = _encoder_inputs(0.0), _encoder_inputs(0.0), _encoder_inputs(0.2)
+    assert all(torch.equal(a, b) for a, b in zip(plain, again, strict=True))  # one stream, one set of views
+    assert any(not torch.allclose(a, b, atol=1e-3) for a, b in zip(plain, stained, strict=True))
