@@ -129,3 +129,15 @@ def test_the_ceiling_trains_with_the_fine_tuning_augmentation_and_stain_jitter()
     plain, again, stained = _encoder_inputs(0.0), _encoder_inputs(0.0), _encoder_inputs(0.2)
     assert all(torch.equal(a, b) for a, b in zip(plain, again, strict=True))  # one stream, one set of views
     assert any(not torch.allclose(a, b, atol=1e-3) for a, b in zip(plain, stained, strict=True))
+
+
+def test_the_store_key_holds_the_augment_switch_and_not_the_budget():
+    from ssl_lightning.settings import from_config
+
+    def key(*overrides: str) -> str:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[*CELL, "downstream=linear", "paths.cache=/tmp/unused", *overrides])
+        return pretext_stage.pretext_key(from_config(cfg), [{"entry": "target", "target": True}])
+
+    assert key() == key("data.fraction=0.05") == key("data.split_seed=3") == key("downstream=knn")
+    assert key() != key(f"{NAME}.augment=false")
