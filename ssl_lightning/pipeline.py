@@ -22,6 +22,7 @@ from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import eval_batch
 from ssl_lightning.data.fractions import LabelSplit, make_label_split
 from ssl_lightning.data.leakage import check_group_leakage, check_pretext_leakage
+from ssl_lightning.data.pool_labels import with_pool_labels
 from ssl_lightning.data.pretext_sources import (
     PretextImages,
     assemble,
@@ -36,7 +37,9 @@ from ssl_lightning.distributed import forget_shared, is_global_zero
 from ssl_lightning.downstream_stage import check_validation_images, run_downstream
 from ssl_lightning.frozen_stage import run_frozen, uses_frozen_stage
 from ssl_lightning.identity import DOWNSTREAM, PRETEXT, stage_values
+from ssl_lightning.methods import registry
 from ssl_lightning.methods.registry import RAW_PIXELS
+from ssl_lightning.methods.supervised_features import ENCODER_KIND, refuse_finetuning
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init
@@ -97,6 +100,7 @@ class PreparedCell:
 def prepare(cfg: DictConfig) -> PreparedCell:
     """Load and check all inputs; any UserError is raised here, before anything is written."""
     settings = settings_module.from_config(cfg)
+    refuse_finetuning(settings.experiment, settings.method, settings.downstream.protocol)
     check_accelerator(settings.trainer)
     images = load_dataset(settings.data)
     split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,
@@ -112,6 +116,8 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     check_stain_channels(settings.data.hed_jitter, images.channels)
     settings = _sized_eval_batch(settings, *images.image_size)
     pretext = assemble(images, split.pool, split.val, sources, loaded, images.channels) if settings.method else None
+    if pretext is not None and registry.get(settings.method).needs_labels:  # the supervised-features ceiling
+        pretext = with_pool_labels(pretext, sources, images, split, settings.experiment)
     pl.seed_everything(settings.seed, workers=True, verbose=False)  # `seed` draws the initial encoder weights too
     if settings.experiment == RAW_PIXELS:  # no encoder: the frozen probes read the pixels
         encoder = pixel_encoder(images.channels, images.image_size, max_features(settings.config))
@@ -158,6 +164,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     results["solver"] = settings.downstream.solver  # lbfgs | sgd (linear), sgd (finetune), None (knn)
     if settings.experiment == RAW_PIXELS:
         results["encoder"] = "raw_pixels"
+    if cell.pretext is not None and cell.pretext.train_labels is not None:  # trained with every pool label
+        results.update(encoder=ENCODER_KIND, pretext_num_labeled=int(len(cell.pretext.train_indices)))
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
     try:
@@ -166,7 +174,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             key = pretext_key(settings, cell.pretext.identity)
             outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
                                   cell.pretext.val_indices, key, tb_dir,
-                                  val_labels=images.train_labels)  # pretext val = part of the labelled pool
+                                  val_labels=images.train_labels,  # pretext val = part of the labelled pool
+                                  train_labels=cell.pretext.train_labels)  # None unless trained on pool labels
             results.update(pretext_key=key, pretext_reused=outcome.reused)
             results["seconds"]["pretext"] = round(outcome.seconds, 2)
             results["epochs"]["pretext"] = outcome.epochs

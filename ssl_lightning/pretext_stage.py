@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
+from ssl_lightning.data.pool_labels import LabelledPretextDataModule
 from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.export_card import card_fields
 from ssl_lightning.identity import PRETEXT, stage_values
@@ -90,8 +91,10 @@ def _copy_events(source: Path, target: Path) -> None:
 
 
 def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray,
-                val: np.ndarray, key: str, tb_dir: Path, val_labels: torch.Tensor | None = None) -> PretextOutcome:
-    """Load the encoder weights from the store, or train them (resuming a killed run) and store them."""
+                val: np.ndarray, key: str, tb_dir: Path, val_labels: torch.Tensor | None = None,
+                train_labels: torch.Tensor | None = None) -> PretextOutcome:
+    """Load the encoder weights from the store, or train them (resuming a killed run) and store them.
+    `train_labels` (the pool's labels per row) only for a method that trains on them (data/pool_labels.py)."""
     store = PretextStore(settings.cache_dir / "pretext")
     started = time.perf_counter()
     entry = store.entry(key)
@@ -112,7 +115,7 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
                      meta.get("epochs"))
             return PretextOutcome(key, True, int(meta.get("epochs", 0)), time.perf_counter() - started)
         log.info("training pretext stage %s (%s) for %d epoch(s)", key, settings.experiment, settings.pretext.epochs)
-        _train(settings, encoder, images, pool, val, entry.partial_dir, val_labels)
+        _train(settings, encoder, images, pool, val, entry.partial_dir, val_labels, train_labels)
         if is_global_zero():
             meta = {"method": settings.method, "experiment": settings.experiment, "epochs": settings.pretext.epochs,
                     "backbone": encoder.name, "in_channels": encoder.in_channels,
@@ -126,16 +129,27 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
             lock.release()
 
 
+def pretext_data_module(settings: RunSettings, images: torch.Tensor, pool: np.ndarray, val: np.ndarray,
+                        val_labels: torch.Tensor | None = None,
+                        train_labels: torch.Tensor | None = None) -> PretextDataModule:
+    """The pretext batches: images only, or (images, pool labels) when `train_labels` is given."""
+    # Validation at the training batch size: a contrastive accuracy depends on the number of candidates per batch.
+    size, data = settings.pretext.batch_size, settings.data
+    if train_labels is not None:
+        return LabelledPretextDataModule(images, pool, val, size, size, train_labels, data.num_workers,
+                                         data.pin_memory, seed=settings.seed, val_labels=val_labels)
+    return PretextDataModule(images, pool, val, size, size, data.num_workers, data.pin_memory, seed=settings.seed,
+                             val_labels=val_labels)
+
+
 def _train(settings: RunSettings, encoder: Encoder, images: torch.Tensor, pool: np.ndarray, val: np.ndarray,
-           partial_dir: Path, val_labels: torch.Tensor | None = None) -> None:
+           partial_dir: Path, val_labels: torch.Tensor | None = None,
+           train_labels: torch.Tensor | None = None) -> None:
     """Train in the store's working folder (checkpoints and events survive a kill; a rerun resumes)."""
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     module = prepare_module(build_method(settings, encoder), settings.trainer, int(images.shape[1]),
                             int(images.shape[-1]))
-    # Validation at the training batch size: a contrastive accuracy depends on the number of candidates per batch.
-    data = PretextDataModule(images, pool, val, settings.pretext.batch_size, settings.pretext.batch_size,
-                             settings.data.num_workers, settings.data.pin_memory, seed=settings.seed,
-                             val_labels=val_labels)
+    data = pretext_data_module(settings, images, pool, val, val_labels, train_labels)
     last = ModelCheckpoint(dirpath=str(partial_dir), filename="last", save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     streams = AugmentStreams(settings.seed, settings.data.hed_jitter)  # per-rank, per-epoch augmentation

@@ -32,6 +32,8 @@ class PretextImages:
     val_indices: np.ndarray
     label: str  # readable description, e.g. "target+kidney"
     identity: list[dict[str, Any]]  # what determines the images (for the store key)
+    # Label per row, only for a method that trains on the pool's labels (data/pool_labels.py); None for the rest.
+    train_labels: torch.Tensor | None = None
 
 
 def to_channels(images: torch.Tensor | LazyImages, channels: int) -> torch.Tensor | LazyImages:

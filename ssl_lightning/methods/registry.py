@@ -43,6 +43,9 @@ class MethodSpec:
     build: Callable[..., Any]  # (encoder, optim, epochs, params) -> PretextMethod
     rank: int = 100  # column order in the report (the original study's methods first)
     reference: str = ""
+    # Trains on the labels of the pretext pool (the supervised-features ceiling): its training batches carry them
+    # (data/pool_labels.py) and, having seen every pool label, it is probed frozen only.
+    needs_labels: bool = False
 
     def parse(self, values: dict[str, Any] | None) -> MethodParams:
         """The typed hyper-parameters from the config section; UserError for unknown names or bad values."""

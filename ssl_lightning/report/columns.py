@@ -6,11 +6,15 @@ from pathlib import PurePath
 from typing import Any
 
 from ssl_lightning.methods import registry
+from ssl_lightning.methods.supervised_features import NAME as SUPERVISED_FEATURES
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
 DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised",
            registry.RAW_PIXELS: "Raw pixels"}
 RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a frozen probe: nothing was trained before
+# The bounds of every frozen-feature table, its last two columns (registry ranks): the floor, then the ceiling.
+FLOOR = registry.RAW_PIXELS  # no encoder: the probe on the pixels
+CEILING = SUPERVISED_FEATURES  # the backbone trained with every pool label, frozen (methods/supervised_features.py)
 PROBES = ("linear", "knn")  # protocols that train nothing in the encoder
 _DEFAULT_PRETEXT = {"", "target", "default", "same"}
 _DEFAULT_INIT = {"", "random", "none", "scratch"}

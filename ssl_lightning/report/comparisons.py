@@ -1,5 +1,5 @@
-"""Each method against the supervised baseline at the same data, label budget and protocol: comparisons.csv and
-markdown.
+"""Each method against the supervised baseline at the same data, label budget and protocol, and in frozen-feature
+tables against the raw-pixel floor as well: comparisons.csv and markdown.
 
 The difference is in points of the chosen metric (method minus baseline) with its 95% CI. Seeds (encoders) are
 the independent units; label splits of one seed are averaged first (aggregate.py). The test, in this order:
@@ -9,8 +9,10 @@ the independent units; label splits of one seed are averaged first (aggregate.py
 - **paired t (by seed)**: when the sides share seeds but not split seeds (e.g. one side drew its labels with a
   fixed split seed), each side's splits are averaged per seed and the seeds are paired.
 - **Welch t** on the seeds' means when fewer than 2 seeds are shared.
-Holm's correction runs over every planned comparison of one table (one data set and protocol): a comparison that
-cannot be tested still counts in the family (as a p-value of 1 would) and is named under the table.
+Holm's correction runs over every planned comparison of one table (one data set and protocol), those against the
+raw-pixel floor included: a comparison that cannot be tested still counts in the family (as a p-value of 1 would)
+and is named under the table. The floor comparisons (every column but the baseline and the floor itself, the
+supervised-features ceiling included) exist where the table has a "Raw pixels" column at the method's budget.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, per_seed
 from ssl_lightning.report.collect import Run
-from ssl_lightning.report.columns import display
+from ssl_lightning.report.columns import FLOOR, display
 from ssl_lightning.report.metric_choice import words_for_key
 from ssl_lightning.report.statistics import (
     PAIRED,
@@ -186,8 +188,8 @@ def compare(method: Cell, baseline: Cell) -> Comparison:
 
 
 def _baseline(method: Cell, candidates: list[Cell]) -> Cell | None:
-    """The supervised column at the method's budget: the only one, else the one with the method's config keys,
-    else the default one; None when several fit equally."""
+    """The baseline column (supervised, or raw pixels) at the method's budget: the only one, else the one with the
+    method's config keys, else the default one; None when several fit equally."""
     if len(candidates) == 1:
         return candidates[0]
     for chosen in ([c for c in candidates if c.runs and c.runs[0].config_variant == method.runs[0].config_variant
@@ -198,31 +200,44 @@ def _baseline(method: Cell, candidates: list[Cell]) -> Cell | None:
     return None
 
 
+BASELINES = (SUPERVISED, FLOOR)  # what each method is compared with: the supervised column, then raw pixels
+
+
+def _compared(cell: Cell, baseline: str) -> bool:
+    """Whether `cell` is compared with the `baseline` experiment's column: every other column is compared with the
+    supervised one; every column but those two with the floor."""
+    if not cell.runs or cell.experiment == baseline:
+        return False
+    return baseline == SUPERVISED or cell.experiment != SUPERVISED
+
+
 def ambiguous_baselines(cells: list[Cell]) -> list[str]:
-    """Method cells left out because several supervised columns at their budget fit equally, one line each."""
+    """Method cells left out because several baseline columns at their budget fit equally, one line each."""
     lines = []
     for group in by_group(cells).values():
-        for cell in group:
-            candidates = [c for c in group if c.experiment == SUPERVISED and c.budget == cell.budget]
-            if cell.experiment != SUPERVISED and cell.runs and candidates and _baseline(cell, candidates) is None:
-                lines.append(f"- {cell.data}, {cell.protocol}, {cell.budget.text}, {cell.label}: not "
-                             f"compared; several baselines fit ({', '.join(c.label for c in candidates)})")
+        for baseline in BASELINES:
+            for cell in group:
+                candidates = [c for c in group if c.experiment == baseline and c.budget == cell.budget]
+                if _compared(cell, baseline) and candidates and _baseline(cell, candidates) is None:
+                    lines.append(f"- {cell.data}, {cell.protocol}, {cell.budget.text}, {cell.label}: not "
+                                 f"compared; several baselines fit ({', '.join(c.label for c in candidates)})")
     return lines
 
 
 def build_comparisons(cells: list[Cell]) -> list[Comparison]:
-    """Every non-supervised cell that has a supervised cell at its data, protocol and budget; Holm per table over
-    every one of them (tested or not)."""
+    """Every non-supervised cell that has a supervised cell at its data, protocol and budget, then every cell but
+    the supervised one that has a raw-pixel cell there; Holm per table over every one of them (tested or not)."""
     comparisons: list[Comparison] = []
     for group in by_group(cells).values():
         table: list[Comparison] = []
-        for cell in group:
-            if cell.experiment == SUPERVISED or not cell.runs:
-                continue
-            candidates = [c for c in group if c.experiment == SUPERVISED and c.budget == cell.budget]
-            baseline = _baseline(cell, candidates)
-            if baseline is not None:
-                table.append(compare(cell, baseline))
+        for baseline_experiment in BASELINES:
+            for cell in group:
+                if not _compared(cell, baseline_experiment):
+                    continue
+                candidates = [c for c in group if c.experiment == baseline_experiment and c.budget == cell.budget]
+                baseline = _baseline(cell, candidates)
+                if baseline is not None:
+                    table.append(compare(cell, baseline))
         adjusted = holm([c.result.p if c.result else None for c in table])
         comparisons += [replace(c, holm_p=p, family=len(table)) for c, p in zip(table, adjusted, strict=True)]
     return comparisons
@@ -328,11 +343,14 @@ def _reading(comparisons: list[Comparison]) -> list[str]:
 def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | None = None) -> str:
     """One '## <data> — <protocol>: against the baseline' section per table, with how to read it."""
     parts: list[str] = []
-    groups: dict[tuple[str, str], list[Comparison]] = {}
+    groups: dict[tuple[str, str, str], list[Comparison]] = {}
+    tested: dict[tuple[str, str], int] = {}  # per table: the Holm family spans both baselines' sections
     for comparison in comparisons:
-        groups.setdefault((comparison.method.data, comparison.method.protocol), []).append(comparison)
-    for (data, protocol), group in groups.items():
-        name = display(SUPERVISED, protocol)
+        table = (comparison.method.data, comparison.method.protocol)
+        groups.setdefault((*table, comparison.baseline.experiment), []).append(comparison)
+        tested[table] = tested.get(table, 0) + int(comparison.result is not None and comparison.result.p is not None)
+    for (data, protocol, baseline), group in groups.items():
+        name = display(baseline, protocol)
         metric = words_for_key(group[0].method.metric_key)
         family = group[0].family
         untested = [c for c in group if c.result is None or c.result.p is None]
@@ -344,7 +362,7 @@ def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | Non
             "seeds whose (seed, split seed) replicates both sides hold (runs without a partner are left out and "
             "named), paired by seed when the split seeds differ, Welch's t on the seeds' means when fewer than 2 "
             f"seeds are shared. Holm p corrects over the {family} planned comparison(s) of this table, "
-            f"{family - len(untested)} of them tested; {MARK} marks Holm p < {ALPHA}. \"detectable\" = the "
+            f"{tested[(data, protocol)]} of them tested; {MARK} marks Holm p < {ALPHA}. \"detectable\" = the "
             f"smallest true difference this design would detect with {POWER:.0%} power (paired or Welch t with the "
             f"observed spread), at the plain α and at Holm's strictest step α/{family}. No asterisk is not evidence "
             "of no difference: read the interval, which says which differences the data rule out. Every number: "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group
 from ssl_lightning.report.collect import Collection
-from ssl_lightning.report.columns import RANDOM_ENCODER, display
+from ssl_lightning.report.columns import CEILING, FLOOR, RANDOM_ENCODER, display
 from ssl_lightning.report.metric_choice import words_for_key as metric_words
 
 EMPTY = "—"
@@ -20,6 +20,19 @@ def random_encoder_note(protocol: str) -> str:
     return (f"Note: under the {protocol} protocol the supervised experiment trains nothing before the probe, so its "
             f'column, "{RANDOM_ENCODER}", is a randomly initialised, untrained encoder {how}. It shows what the '
             "probe gets from random features; it is not a supervised baseline.")
+
+
+def bounds_note(table: Table) -> str | None:
+    """What the frozen-feature bounds are, for a table that shows either (they close it: floor, then ceiling)."""
+    shown = {cell.experiment for cell in table.cells} & {FLOOR, CEILING}
+    if not shown:
+        return None
+    floor, ceiling = display(FLOOR), display(CEILING)
+    return (f'Bounds (the last columns): "{floor}" is the floor, the same probe on the pixels with no encoder; '
+            f'"{ceiling}" is the ceiling, the same backbone trained with cross-entropy on every label of the '
+            "training pool (never the validation pool or the test split), frozen and probed with each budget's "
+            "labels. It has seen more labels than the budget: it bounds what features can give, it is no "
+            "competitor." + (" Each method is compared with the floor below." if FLOOR in shown else ""))
 
 
 def format_cell(cell: Cell | None) -> str:
@@ -117,6 +130,9 @@ def render_tables(tables: list[Table], root: Path) -> str:
             parts += ["Failed runs:", "", *failed, ""]
         if RANDOM_ENCODER in table.columns:
             parts += [random_encoder_note(table.protocol), ""]
+        bounds = bounds_note(table)
+        if bounds:
+            parts += [bounds, ""]
         repeated = repeat_lines(table)
         if repeated:
             parts += ["Repeated (seed, split seed) runs (counted in n, averaged within their seed, so they add no seed "
