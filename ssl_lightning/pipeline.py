@@ -39,7 +39,7 @@ from ssl_lightning.frozen_stage import run_frozen, uses_frozen_stage
 from ssl_lightning.identity import DOWNSTREAM, PRETEXT, stage_values
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.registry import RAW_PIXELS
-from ssl_lightning.methods.supervised_features import ENCODER_KIND, refuse_finetuning
+from ssl_lightning.methods.supervised_features import ENCODER_KIND
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init
@@ -100,7 +100,6 @@ class PreparedCell:
 def prepare(cfg: DictConfig) -> PreparedCell:
     """Load and check all inputs; any UserError is raised here, before anything is written."""
     settings = settings_module.from_config(cfg)
-    refuse_finetuning(settings.experiment, settings.method, settings.downstream.protocol)
     check_accelerator(settings.trainer)
     images = load_dataset(settings.data)
     split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,

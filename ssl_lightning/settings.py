@@ -19,6 +19,7 @@ from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.models.backbones import BackboneConfig
+from ssl_lightning.methods.supervised_features import refuse_finetuning
 from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields
 from ssl_lightning.validation import check_values
 
@@ -233,6 +234,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     downstream = _downstream(resolved["downstream"], data)
     if experiment == registry.RAW_PIXELS:
         check_raw_pixels(downstream.protocol, downstream.solver, downstream.probe_layer)
+    refuse_finetuning(experiment, method, downstream.protocol)  # here, so a sweep is refused before any cell trains
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
         pretext=_pretext(resolved["pretext"], params),

@@ -17,7 +17,7 @@ SMALL = {"byol": {"proj_hidden_dim": 16, "proj_dim": 8, "pred_hidden_dim": 16},
          "barlow_twins": {"proj_dim": 16},
          "dino": {"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8, "local_crops": 1},
          "simclr": {"proj_dim": 8, "proj_hidden_dim": 16}}
-METHODS = [name for name in registry.experiments() if name != registry.SUPERVISED]
+METHODS = [name for name, spec in registry.methods().items() if not spec.needs_labels]  # a pretext step on images alone
 
 
 def _module(name: str) -> pl.LightningModule:
