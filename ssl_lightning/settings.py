@@ -18,8 +18,8 @@ from ssl_lightning.methods import registry
 from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
-from ssl_lightning.models.backbones import BackboneConfig
 from ssl_lightning.methods.supervised_features import refuse_finetuning
+from ssl_lightning.models.backbones import BackboneConfig
 from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields
 from ssl_lightning.validation import check_values
 

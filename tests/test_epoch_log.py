@@ -14,7 +14,8 @@ from ssl_lightning.trainer_factory import build_trainer
 
 NUMBER = r"[0-9.]+"
 LINE = (rf"(pretext|downstream) epoch (\d+)/(\d+): train_loss={NUMBER} train_acc={NUMBER}% val_loss={NUMBER} "
-        rf"val_acc={NUMBER}%(?: val_balanced_acc={NUMBER}%)?(?: val_knn_acc={NUMBER}% val_rankme={NUMBER})? \| [0-9,]+ img/s \| {NUMBER} s$")
+        rf"val_acc={NUMBER}%(?: val_balanced_acc={NUMBER}%)?(?: val_knn_acc={NUMBER}% val_rankme={NUMBER})? "
+        rf"\| [0-9,]+ img/s \| {NUMBER} s$")
 
 
 def test_captured_stdout_gets_one_line_per_epoch_and_no_bar_or_tips(cli, tmp_path):
