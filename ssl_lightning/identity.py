@@ -22,6 +22,7 @@ from typing import Any
 
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.manifest import manifest_identity
+from ssl_lightning.dotted import lookup
 from ssl_lightning.models.init import init_identity
 
 PRETEXT, DOWNSTREAM = "pretext", "downstream"
@@ -179,22 +180,13 @@ def declaration(key: str, method_sections: Collection[str] = ()) -> Declared | N
                  if any(c in pattern for c in "*?[") and fnmatchcase(key, pattern)), None)
 
 
-def _lookup(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def stage_values(config: dict[str, Any], stage: str) -> dict[str, Any]:
     """{dotted key: value} of every exact key declared for `stage` that the config has (normalised)."""
     values = {}
     for key, declared in DECLARED.items():
         if stage not in declared.stages or any(c in key for c in "*?["):
             continue
-        present, value = _lookup(config, key)
+        present, value = lookup(config, key)
         if present:
             values[key] = declared.normalise(value) if declared.normalise and value is not None else value
     return values

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ssl_lightning.dotted import lookup
 from ssl_lightning.errors import UserError
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
@@ -179,15 +180,6 @@ def check_values(config: dict[str, Any]) -> None:
 TAKES_A_LIST = {"trainer.devices"}  # one value by default, a list of GPU indices allowed (checked by trainer_checks)
 
 
-def _default_at(defaults: dict[str, Any], key: str) -> tuple[bool, Any]:
-    node: Any = defaults
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def check_booleans(config: dict[str, Any], defaults: dict[str, Any]) -> None:
     """Strict types for keys whose shipped default says what they are, whatever section they live in.
 
@@ -196,7 +188,7 @@ def check_booleans(config: dict[str, Any], defaults: dict[str, Any]) -> None:
     with their own rule in RULES (e.g. trainer.channels_last: true, false or auto) are left to that rule.
     """
     for key, value in leaves(config):
-        known, default = _default_at(defaults, key)
+        known, default = lookup(defaults, key)
         if not known or rule_for(key) is not None and not isinstance(value, list | dict):
             continue
         if isinstance(default, bool) and not isinstance(value, bool) and rule_for(key) is None:
