@@ -34,7 +34,7 @@ run: install data
 	$(BIN)/python -m ssl_lightning +experiment=simclr data.fraction=0.25 $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
