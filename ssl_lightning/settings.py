@@ -84,7 +84,7 @@ class DownstreamSettings:
     # frozen-feature probes (frozen_stage.py); solver: lbfgs | sgd (linear), sgd (finetune), None (knn)
     solver: str | None = None
     penalty_grid: tuple[float, ...] = DEFAULT_PENALTY_GRID  # scikit-learn's C, chosen on validation
-    max_iter: int = 1000  # L-BFGS iterations per penalty
+    max_iter: int = 100  # L-BFGS iterations per penalty (scikit-learn's default)
     penalty_patience: int | None = 3  # stop the penalty path after this many C values without a better one
     k: int = 20
     k_grid: tuple[int, ...] | None = None  # chosen on validation when set

@@ -124,7 +124,7 @@ def test_frozen_probe_settings_and_their_defaults():
     linear = _settings("downstream=linear").downstream
     assert (linear.protocol, linear.solver, linear.penalty_grid[0], linear.penalty_grid[-1]) == ("linear", "lbfgs",
                                                                                                   1e-6, 1e5)
-    assert (linear.penalty_patience, linear.max_iter) == (3, 1000)
+    assert (linear.penalty_patience, linear.max_iter) == (3, 100)
     knn = _settings("downstream=knn").downstream
     assert (knn.protocol, knn.solver, knn.k, knn.temperature, knn.metric, knn.k_grid) == ("knn", None, 20, 0.07,
                                                                                           "cosine", None)

@@ -77,7 +77,7 @@ def frozen_probe_fields(values: dict[str, Any], protocol: str, head: str) -> dic
         raise UserError(f"downstream.metric={metric!r} unknown; valid: {', '.join(KNN_METRICS)}")
     patience = values.get("penalty_patience", 3)
     return {"solver": solver, "penalty_grid": _penalty_grid(values.get("penalty_grid")),
-            "max_iter": _whole("max_iter", values.get("max_iter", 1000)),
+            "max_iter": _whole("max_iter", values.get("max_iter", 100)),
             "penalty_patience": None if patience is None else _whole("penalty_patience", patience),
             "k": _whole("k", values.get("k", 20)), "k_grid": _k_grid(values.get("k_grid")),
             "temperature": float(values.get("temperature", 0.07)), "metric": metric}
