@@ -9,7 +9,7 @@ ARGS ?=
 # pytest workers (pytest-xdist): one per core of the 2-core reference machine; TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: install data run test lint tensorboard bench clean
+.PHONY: install data run test test-bench lint tensorboard bench clean
 
 install: $(VENV)/.installed
 
@@ -34,7 +34,11 @@ run: install data
 	$(BIN)/python -m ssl_lightning +experiment=simclr data.fraction=0.25 $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 -m "not bench" tests $(ARGS)
+
+# The opt-in benchmark scripts' tiny runs (about 5 minutes of 2 cores): not part of `make test` / CI.
+test-bench: install
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m bench tests $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

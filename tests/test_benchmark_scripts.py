@@ -1,6 +1,7 @@
-"""The opt-in benchmark scripts (grid_time, cpu_paths, threads, data_scale) run end to end on tiny sizes and print
-their figures (no timing checks). Apart from test_benchmarks.py so that pytest workers can run the two files at
-once (`make test` hands out whole files)."""
+"""The opt-in benchmark scripts (grid_time, cpu_paths, threads, data_scale, eval_memory) run end to end on tiny sizes
+and print their figures (no timing checks). They take about 5 minutes of the 2 cores, so they carry the `bench`
+marker: `make test` leaves them out (run_all's combined tiny run in test_benchmarks.py stays), `make test-bench`
+runs them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 import pytest
 
 from tests.test_benchmarks import NUMBER, REPO
+
+pytestmark = pytest.mark.bench
 
 
 def test_grid_time_tiny_measures_both_variants():
@@ -46,3 +49,11 @@ def test_data_scale_tiny_measures_the_store_and_both_cells_of_a_sweep():
                    "loader: store/in-memory", "pretext (rotation) store/in-memory"):
         assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}\s+{NUMBER}\s", done.stdout, re.MULTILINE), figure
     assert re.search(r"second cell of the sweep \(simclr\): first training step after [\d.]+ s", done.stdout)
+
+
+def test_eval_memory_tiny_prints_both_peaks():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.eval_memory", "--tiny"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for label in ("capped by area", "512 per batch"):
+        assert re.search(rf"{re.escape(label)}\):?\s+{NUMBER} GB", done.stdout), label
