@@ -18,7 +18,7 @@ from ssl_lightning.methods import registry
 from ssl_lightning.methods.supervised_features import ENCODER_KIND, NAME, SupervisedFeatures
 from ssl_lightning.pretext_store import PretextStore
 from tests.helpers import log_text, results_files
-from tests.methods.lightning_kit import compact_encoder, constant_sgd
+from tests.methods.lightning_kit import compact_encoder, constant_sgd, watch_encoder_inputs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CELL = (f"+experiment={NAME}", "data=synthetic", "profile=smoke")
@@ -107,20 +107,9 @@ def _encoder_inputs(hed_jitter: float) -> list[torch.Tensor]:
     """What the ceiling's encoder receives in one training step on a fixed labelled batch, under a stream with this
     stain jitter (the generic stain test of tests/methods calls pretext_step without labels, which this method
     refuses)."""
-    import pytorch_lightning as pl
-
-    from ssl_lightning.data.augment_streams import AugmentStreams
-
     torch.manual_seed(0)
-    module, streams = SupervisedFeatures(compact_encoder(), constant_sgd(0.1), 1, num_classes=4), AugmentStreams(
-        seed=1, hed_jitter=hed_jitter)
-    module.trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[streams],
-                                enable_progress_bar=False, enable_model_summary=False)
-    streams.begin("train", rank=0, epoch=0)
-    seen: list[torch.Tensor] = []
-    module.encoder.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach().clone()))
-    images = (torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
-    module.train()
+    module = SupervisedFeatures(compact_encoder(), constant_sgd(0.1), 1, num_classes=4)
+    seen, images, _ = watch_encoder_inputs(module, hed_jitter)
     module.pretext_step(images.float() / 255, torch.tensor([0, 1, 2, 3]))
     return seen
 

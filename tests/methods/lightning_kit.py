@@ -83,3 +83,21 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, steps: i
 def state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Parameters and buffers (BatchNorm running statistics included), detached and cloned."""
     return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def watch_encoder_inputs(module: pl.LightningModule,
+                         hed_jitter: float) -> tuple[list[torch.Tensor], torch.Tensor, Callback]:
+    """Attach a Trainer with a seeded augmentation stream (this stain jitter) to `module`, record every tensor its
+    encoder receives from now on, and return that list, a fixed uint8 batch of 4 RGB 16 px images to train on and
+    the stream."""
+    from ssl_lightning.data.augment_streams import AugmentStreams
+
+    streams = AugmentStreams(seed=1, hed_jitter=hed_jitter)
+    module.trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[streams],
+                                enable_progress_bar=False, enable_model_summary=False)
+    streams.begin("train", rank=0, epoch=0)
+    seen: list[torch.Tensor] = []
+    module.encoder.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach().clone()))
+    images = (torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    module.train()
+    return seen, images, streams

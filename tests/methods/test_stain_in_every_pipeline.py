@@ -7,10 +7,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.classifier import Classifier
-from tests.methods.lightning_kit import compact_encoder, constant_sgd, downstream_data, synthetic_images
+from tests.methods.lightning_kit import (
+    compact_encoder,
+    constant_sgd,
+    downstream_data,
+    synthetic_images,
+    watch_encoder_inputs,
+)
 
 SMALL = {"byol": {"proj_hidden_dim": 16, "proj_dim": 8, "pred_hidden_dim": 16},
          "moco": {"proj_hidden_dim": 16, "proj_dim": 8, "queue_size": 16},
@@ -30,14 +35,8 @@ def _module(name: str) -> pl.LightningModule:
 
 def _encoder_inputs(name: str, hed_jitter: float) -> list[torch.Tensor]:
     """What the encoder receives in one training step on a fixed batch, under a stream with this stain jitter."""
-    module, streams = _module(name), AugmentStreams(seed=1, hed_jitter=hed_jitter)
-    module.trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[streams],
-                                enable_progress_bar=False, enable_model_summary=False)
-    streams.begin("train", rank=0, epoch=0)
-    seen: list[torch.Tensor] = []
-    module.encoder.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach().clone()))
-    images = (torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
-    module.train()
+    module = _module(name)
+    seen, images, streams = watch_encoder_inputs(module, hed_jitter)
     if name == "classifier":  # its training_step logs: one real optimisation step
         trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[streams], max_steps=1,
                              limit_val_batches=0, enable_checkpointing=False, enable_progress_bar=False,
