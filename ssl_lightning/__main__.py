@@ -52,7 +52,8 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(1) from None
         return
     log.info("%s", _summary(results))
-    log.info("results: %s | TensorBoard: tensorboard --logdir %s", run_dir / "results.json", run_dir / "tb")
+    written = run_dir / "results.json" if (run_dir / "results.json").exists() else run_dir / "split_*" / "results.json"
+    log.info("results: %s | TensorBoard: tensorboard --logdir %s", written, run_dir)
     if results.get("status") != "ok":
         print(failure_line(str(results.get("error")), run_dir), file=sys.stderr, flush=True)
         if single:

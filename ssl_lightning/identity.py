@@ -74,6 +74,7 @@ DECLARED: dict[str, Declared] = {
     "data.val_split": both(),
     "data.val_seed": both(),  # draws the validation pool, which the pretext pool leaves out
     "data.split_seed": downstream(),  # the nested label subsets (the validation pool: data.val_seed)
+    "data.split_seeds": downstream(),  # several split seeds in one cell (frozen probes); each run records its own
     "data.group_by": both(),
     "data.manifest": both(manifest_identity),  # its path and the sha256 of its bytes
     "data.hed_jitter": both(),

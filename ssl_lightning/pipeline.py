@@ -5,11 +5,12 @@ Configuration becomes typed settings here, at the edge; nothing below sees the H
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,26 @@ class PreparedCell:
     split: LabelSplit
     encoder: Encoder
     pretext: PretextImages | None
+    # data.split_seeds: (settings, split) of every label split this cell evaluates in turn; empty: just `split`
+    more_splits: list[tuple[RunSettings, LabelSplit]] = field(default_factory=list)
+
+
+def with_split_seed(settings: RunSettings, seed: int) -> RunSettings:
+    """The settings of one of data.split_seeds' runs: data.split_seed is that seed, in the recorded config too."""
+    config = copy.deepcopy(settings.config)
+    config["data"]["split_seed"] = seed
+    return replace(settings, data=replace(settings.data, split_seed=seed), config=config)
+
+
+def _checked_split(settings: RunSettings, images: ImageSet) -> LabelSplit:
+    """The label split of settings.data, refused (UserError) when it cannot select or would leak a group."""
+    data = settings.data
+    split = make_label_split(images.train_labels.numpy(), data.fraction, data.split_seed, data.val_split,
+                             images.classes, data.val_per_label, data.balance, groups=images.train_groups,
+                             val_seed=data.validation_seed, labels_per_class=data.labels_per_class)
+    check_validation_images(settings.downstream, len(split.selection_val))
+    check_group_leakage(images, split.labeled, split.val, split.pool)
+    return split
 
 
 def prepare(cfg: DictConfig) -> PreparedCell:
@@ -102,12 +123,12 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     settings = settings_module.from_config(cfg)
     check_accelerator(settings.trainer)
     images = load_dataset(settings.data)
-    split = make_label_split(images.train_labels.numpy(), settings.data.fraction, settings.data.split_seed,
-                             settings.data.val_split, images.classes, settings.data.val_per_label,
-                             settings.data.balance, groups=images.train_groups, val_seed=settings.data.validation_seed,
-                             labels_per_class=settings.data.labels_per_class)
-    check_validation_images(settings.downstream, len(split.selection_val))
-    check_group_leakage(images, split.labeled, split.val, split.pool)
+    seeds = settings.data.split_seeds or ()
+    if seeds:  # every split shares the validation pool (data.val_seed), so the pretext pool and encoder
+        settings = with_split_seed(settings, seeds[0])
+    split = _checked_split(settings, images)
+    splits = {seeds[0]: split} if seeds else {}
+    splits.update({seed: _checked_split(with_split_seed(settings, seed), images) for seed in seeds[1:]})
     sources = source_configs(settings.pretext_data, settings.data) if settings.method else {}
     check_pretext_leakage(sources, settings.data, images, split.val)
     loaded = load_sources(sources, settings.data.image_size or images.image_size[0])
@@ -123,7 +144,8 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     else:
         encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
         apply_init(encoder, settings.backbone.init)
-    return PreparedCell(settings, images, split, encoder, pretext)
+    more_splits = [(with_split_seed(settings, seed), one) for seed, one in splits.items()]
+    return PreparedCell(settings, images, split, encoder, pretext, more_splits)
 
 
 def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) -> bool:
@@ -132,10 +154,27 @@ def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) 
             and settings.experiment != RAW_PIXELS)
 
 
+def split_folder(run_dir: Path, seed: int) -> Path:
+    """Where one of data.split_seeds' runs writes its results.json, subset.json and probe."""
+    return run_dir / f"split_{seed}"
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run one cell. UserError escapes before anything is written; any later failure is recorded."""
+    """Run one cell. UserError escapes before anything is written; any later failure is recorded.
+    With data.split_seeds the cell runs each split in turn, each its own run in split_<seed>/; the first failed
+    split's results are returned (else the last split's), and every split's results.json is on disk."""
     cell = prepare(cfg)
-    return _run_validated(cell, run_dir)
+    if not cell.more_splits:
+        return _run_validated(cell, run_dir)
+    outcomes = []
+    for settings, split in cell.more_splits:
+        results = _run_validated(replace(cell, settings=settings, split=split),
+                                 split_folder(run_dir, settings.data.split_seed))
+        log.info("split seed %d of data.split_seeds: %s", settings.data.split_seed,
+                 f"test_acc {results['test_acc']:.4f}" if results["status"] == "ok" else results.get("error"))
+        outcomes.append(results)
+    failed = [results for results in outcomes if results["status"] != "ok"]
+    return failed[0] if failed else outcomes[-1]
 
 
 def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.methods.supervised_features import refuse_finetuning
 from ssl_lightning.models.backbones import BackboneConfig
-from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields
+from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields, is_frozen
 from ssl_lightning.validation import check_values
 
 HEADS = ("linear", "mlp")
@@ -159,6 +159,15 @@ def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
     return stage
 
 
+def check_split_seeds(data: DataConfig, stage: DownstreamSettings) -> None:
+    """data.split_seeds runs several label splits on one encoder's cached features; a protocol that trains a
+    network per split (fine-tuning, the SGD head) gets one cell per split seed instead."""
+    if data.split_seeds is not None and not is_frozen(stage.protocol, stage.solver):
+        raise UserError(f"data.split_seeds is for the frozen probes (downstream=linear with solver=lbfgs, "
+                        f"downstream=knn), not downstream={stage.protocol} solver={stage.solver}: sweep "
+                        "data.split_seed=0,1,... instead (one cell per split)")
+
+
 def _choice(value: Any, valid: tuple[str, ...], key: str) -> str:
     if value not in valid:
         raise UserError(f"downstream.{key}={value!r} unknown; valid: {', '.join(valid)}")
@@ -235,6 +244,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     if experiment == registry.RAW_PIXELS:
         check_raw_pixels(downstream.protocol, downstream.solver, downstream.probe_layer)
     refuse_finetuning(experiment, method, downstream.protocol)  # here, so a sweep is refused before any cell trains
+    check_split_seeds(data, downstream)
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,
         pretext=_pretext(resolved["pretext"], params),

@@ -60,6 +60,19 @@ def test_the_penalty_is_chosen_on_validation_and_warm_starts_reach_the_cold_solu
     np.testing.assert_allclose(choice.model.probabilities(val).numpy(), cold.probabilities(val).numpy(), atol=1e-5)
 
 
+def test_a_flat_start_does_not_end_the_penalty_path():
+    """Few labels: the strongest penalties tie near chance; patience starts counting at the first rise (counting
+    from the start stopped this path after C=1e-4, at 42% validation accuracy)."""
+    train, train_labels = _blobs(30, 8, 3, seed=0)
+    val, val_labels = _blobs(12, 8, 3, seed=10)
+    grid = [10.0 ** e for e in range(-7, 2)]
+    full = select_penalty(train, train_labels, val, val_labels, 3, grid)
+    flat = [acc for _, acc in full.scores[:4]]
+    assert len(set(flat)) == 1 and full.val_acc > flat[0]  # a flat start, then a rise
+    stopped = select_penalty(train, train_labels, val, val_labels, 3, grid, patience=3)
+    assert stopped.val_acc == full.val_acc and stopped.model.penalty == full.model.penalty
+
+
 def test_the_penalty_path_stops_after_patience_values_without_a_better_one():
     train, train_labels = _blobs(300, 8, 3, seed=2)
     val, val_labels = _blobs(300, 8, 3, seed=3)
@@ -69,9 +82,12 @@ def test_the_penalty_path_stops_after_patience_values_without_a_better_one():
     accuracies = [acc for _, acc in full.scores]
     best_index = accuracies.index(max(accuracies))
     expected = len(grid)
-    since = 0
-    for index, acc in enumerate(accuracies):  # the first index where 2 values in a row did not beat the best so far
-        since = 0 if acc > max(accuracies[:index], default=-1.0) else since + 1
+    since, risen = 0, False
+    for index, acc in enumerate(accuracies):  # the first index where 2 values in a row did not beat the best so far,
+        if acc > max(accuracies[:index], default=-1.0):  # counted once accuracy has risen above the first C's
+            since, risen = 0, index > 0
+        elif risen:
+            since += 1
         if since == 2:
             expected = index + 1
             break

@@ -29,6 +29,7 @@ class DataConfig:
     fraction: float = 1.0
     labels_per_class: int | None = None  # a label budget by count instead of a fraction (exclusive with it)
     split_seed: int = 0
+    split_seeds: tuple[int, ...] | None = None  # frozen probes: several label splits evaluated in one process
     val_seed: int | None = None  # carves the validation pool (and so the pretext pool); None = split_seed
     val_split: float = 0.1
     val_per_label: float | None = 0.2
@@ -62,9 +63,28 @@ class DataConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise UserError(f"unknown data option(s) {unknown}; valid options: {sorted(known)}")
+        if isinstance(values.get("split_seeds"), list | tuple):
+            values = {**values, "split_seeds": tuple(values["split_seeds"])}
         config = cls(**values)
         config.validate()
         return config
+
+    def _validate_split_seeds(self) -> None:
+        seeds = self.split_seeds
+        if seeds is None:
+            return
+        example = "e.g. data.split_seeds=[0,1,2,3,4,5,6,7,8,9]"
+        if (not isinstance(seeds, tuple) or not seeds
+                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+            raise UserError(f"data.split_seeds={seeds} must be a non-empty list of whole numbers >= 0 ({example}) "
+                            "or null")
+        if len(set(seeds)) != len(seeds):
+            raise UserError(f"data.split_seeds={list(seeds)} repeats a seed; each label split is one run, list each "
+                            "seed once")
+        if self.val_seed is None:
+            raise UserError("data.split_seeds needs a fixed data.val_seed (default ${seed}): with val_seed=null each "
+                            "split seed would carve its own validation pool and so need its own encoder; set "
+                            "data.val_seed or sweep data.split_seed=0,1,... instead")
 
     @property
     def validation_seed(self) -> int:
@@ -73,6 +93,7 @@ class DataConfig:
 
     def validate(self) -> None:
         parse_rule(self.group_by)
+        self._validate_split_seeds()
         if self.labels_per_class is not None:
             count = self.labels_per_class
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:

@@ -6,7 +6,8 @@ here means the same as in scikit-learn (and in Kornblith et al. 2019 / SimCLR's 
 objective is divided by `C * n` before L-BFGS sees it (same minimiser, gradients of order one for every C).
 Penalties are fitted from the strongest (smallest C) to the weakest, each fit starting from the previous
 solution (warm start), and the one with the best accuracy on the validation selection is kept. With `patience`
-the path stops after that many penalties in a row without a better validation accuracy: the weakly regularised
+the path stops after that many penalties in a row without a better validation accuracy (counted once the accuracy
+has risen above the first penalty's, so a flat start does not end the path): the weakly regularised
 end of the grid costs the most L-BFGS iterations and, once validation accuracy has stopped rising, would not be
 chosen unless accuracy rose again after `patience` values (ties go to the smaller C anyway).
 L-BFGS stops when the largest gradient entry of the scaled objective is below `TOLERANCE` (scikit-learn's lbfgs
@@ -103,13 +104,16 @@ def select_penalty(train: torch.Tensor, train_labels: torch.Tensor, val: torch.T
                    num_classes: int, grid: Sequence[float], max_iter: int = 1000,
                    tolerance: float = TOLERANCE, patience: int | None = None) -> PenaltyChoice:
     """Fit the grid's C values (smallest first, warm-started) and keep the best on validation accuracy; ties go to
-    the smaller C (the stronger penalty). `patience`: stop after that many C values without a better one."""
+    the smaller C (the stronger penalty). `patience`: stop after that many C values without a better one, counted
+    from the first rise: with few validation images (10 at 5 labels per class) the strongest penalties often tie,
+    and counting those stopped the path before any useful C was fitted."""
     if not grid:
         raise ValueError("the penalty grid is empty")
     best: PenaltyChoice | None = None
     previous: LogisticModel | None = None
     scores: list[tuple[float, float]] = []
     since_best = 0
+    risen = False  # patience counts only once validation accuracy has risen above the first penalty's
     for penalty in sorted(float(c) for c in grid):
         if patience is not None and since_best >= patience:
             break
@@ -117,8 +121,9 @@ def select_penalty(train: torch.Tensor, train_labels: torch.Tensor, val: torch.T
         val_acc = accuracy(model.logits(val), val_labels)
         scores.append((penalty, val_acc))
         if best is None or val_acc > best.val_acc:
+            risen = best is not None
             best, since_best = PenaltyChoice(model, val_acc, scores), 0
-        else:
+        elif risen:
             since_best += 1
         previous = model
     assert best is not None
