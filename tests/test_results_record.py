@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -77,6 +78,21 @@ def test_an_older_results_json_without_schema_version_loads_and_reports(tmp_path
     assert (run.ok, run.experiment, run.protocol, run.test_acc, run.best_val_acc) == (True, "rotation", "finetune",
                                                                                         0.6, 0.55)
     assert [problem.reason for problem in collection.problems] == ["missing key(s) ['experiment', 'data']"]
+
+
+@pytest.mark.parametrize("odd", [{"config": "not a mapping", "seconds": [1], "epochs": None},
+                                 {"test_acc": "high", "protocol": None, "unexpected": {"nested": [1, 2]}},
+                                 {"status": "ok", "test_acc": float("nan")}])
+def test_odd_values_make_a_failed_run_not_a_crash(tmp_path, odd):
+    values = {"status": "ok", "experiment": "simclr", "data": "synthetic", "fraction": 0.5, "seed": 0,
+              "test_acc": 0.5, **odd}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(values))
+    (run,) = collect(tmp_path).runs
+    acc = values["test_acc"]
+    assert run.ok == (isinstance(acc, float) and math.isfinite(acc))
+    assert run.error is None if run.ok else run.error == "status ok but test_acc missing or not finite"
+    assert RunRecord.from_json(values).details == {k: v for k, v in odd.items() if k == "unexpected"}
 
 
 def test_the_pipeline_writes_results_json_through_the_record(tmp_path):

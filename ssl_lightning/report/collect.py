@@ -96,7 +96,7 @@ def _number(value: Any) -> float | None:
 def _protocol(record: RunRecord) -> str:
     if record.protocol:
         return str(record.protocol)
-    downstream = (record.config or {}).get("downstream") or {}
+    downstream = (record.config if isinstance(record.config, dict) else {}).get("downstream") or {}
     return str(downstream.get("protocol", "finetune")) if isinstance(downstream, dict) else "finetune"
 
 
