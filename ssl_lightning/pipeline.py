@@ -190,7 +190,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
                                 run_dir)
             record.merge(frozen.results(run_dir, images.classes))
             record.seconds.update(features=round(frozen.seconds_features, 2), probe=round(frozen.seconds_probe, 2),
-                                      downstream=round(frozen.seconds_features + frozen.seconds_probe, 2))
+                                  downstream=round(frozen.seconds_features + frozen.seconds_probe, 2))
         else:
             down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
             record.merge({"status": "ok", **down.as_results(images.classes),
