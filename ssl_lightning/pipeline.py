@@ -47,6 +47,7 @@ from ssl_lightning.models.init import apply_init
 from ssl_lightning.models.pixels import max_features, pixel_encoder
 from ssl_lightning.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.pretext_store import config_key
+from ssl_lightning.record import RunRecord
 from ssl_lightning.results import git_commit, split_fields, write_results, write_subset
 from ssl_lightning.settings import RunSettings
 from ssl_lightning.trainer_factory import check_accelerator
@@ -186,24 +187,24 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     log.info("%s: %d labelled images (%s), %d validation (of a pool of %d), %d test; %s", settings.experiment,
              len(split.labeled), ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.selection_val),
              len(split.val), len(images.test_labels), "; ".join(images.notes))
-    results: dict[str, Any] = {
-        "status": "running", "experiment": settings.experiment, "data": settings.data.name,
-        "fraction": settings.data.fraction, "seed": settings.seed, "split_seed": settings.data.split_seed,
-        "protocol": settings.downstream.protocol, "backbone": settings.backbone.name,
-        "labeled_per_class": per_class, "num_labeled": int(len(split.labeled)),
-        "num_val": int(len(split.selection_val)), "num_val_pool": int(len(split.val)),
-        "num_test": int(len(images.test_labels)), "classes": images.classes, "subset_file": "subset.json",
+    record = RunRecord(
+        status="running", experiment=settings.experiment, data=settings.data.name,
+        fraction=settings.data.fraction, seed=settings.seed, split_seed=settings.data.split_seed,
+        protocol=settings.downstream.protocol, backbone=settings.backbone.name,
+        labeled_per_class=per_class, num_labeled=int(len(split.labeled)),
+        num_val=int(len(split.selection_val)), num_val_pool=int(len(split.val)),
+        num_test=int(len(images.test_labels)), classes=images.classes, subset_file="subset.json",
         **split_fields(split, images, settings.data),
-        "git_commit": git_commit(), "config": settings.config, "seconds": {}, "epochs": {},
-        "pretext_key": None, "pretext_reused": False, "init": settings.backbone.init,
-        "pretext_data": cell.pretext.label if cell.pretext else None,
-        "encoder": "random" if cell.pretext is None and settings.backbone.init == "random" else "trained",
-    }
-    results["solver"] = settings.downstream.solver  # lbfgs | sgd (linear), sgd (finetune), None (knn)
+        git_commit=git_commit(), config=settings.config, seconds={}, epochs={},
+        pretext_key=None, pretext_reused=False, init=settings.backbone.init,
+        pretext_data=cell.pretext.label if cell.pretext else None,
+        encoder="random" if cell.pretext is None and settings.backbone.init == "random" else "trained",
+        solver=settings.downstream.solver,  # lbfgs | sgd (linear), sgd (finetune), None (knn)
+    )
     if settings.experiment == RAW_PIXELS:
-        results["encoder"] = "raw_pixels"
+        record.encoder = "raw_pixels"
     if cell.pretext is not None and cell.pretext.train_labels is not None:  # trained with every pool label
-        results.update(encoder=ENCODER_KIND, pretext_num_labeled=int(len(cell.pretext.train_indices)))
+        record.merge({"encoder": ENCODER_KIND, "pretext_num_labeled": int(len(cell.pretext.train_indices))})
     tb_dir = run_dir / "tb"
     started = time.perf_counter()
     try:
@@ -214,36 +215,35 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
                                   cell.pretext.val_indices, key, tb_dir,
                                   val_labels=images.train_labels,  # pretext val = part of the labelled pool
                                   train_labels=cell.pretext.train_labels)  # None unless trained on pool labels
-            results.update(pretext_key=key, pretext_reused=outcome.reused)
-            results["seconds"]["pretext"] = round(outcome.seconds, 2)
-            results["epochs"]["pretext"] = outcome.epochs
+            record.pretext_key, record.pretext_reused = key, outcome.reused
+            record.seconds["pretext"] = round(outcome.seconds, 2)
+            record.epochs["pretext"] = outcome.epochs
         if _random_encoder_probe(settings, cell.pretext):
             used = reestimate_batchnorm(encoder, images.train_images, split.pool, seed=settings.seed)
             log.info("random encoder probed linearly: BatchNorm statistics re-estimated on %d training images", used)
-            results["batchnorm_reestimated_on"] = used
-        cell_key = downstream_key(settings, results["pretext_key"])
+            record.merge({"batchnorm_reestimated_on": used})
+        cell_key = downstream_key(settings, record.pretext_key)
         work_dir = settings.cache_dir / "cells" / cell_key
         if uses_frozen_stage(settings.downstream):  # k-NN, L-BFGS logistic regression: probes on cached features
-            frozen = run_frozen(settings, encoder, images, split, _image_identity(settings), results["pretext_key"],
+            frozen = run_frozen(settings, encoder, images, split, _image_identity(settings), record.pretext_key,
                                 run_dir)
-            results.update(frozen.results(run_dir, images.classes))
-            results["seconds"].update(features=round(frozen.seconds_features, 2), probe=round(frozen.seconds_probe, 2),
-                                      downstream=round(frozen.seconds_features + frozen.seconds_probe, 2))
+            record.merge(frozen.results(run_dir, images.classes))
+            record.seconds.update(features=round(frozen.seconds_features, 2), probe=round(frozen.seconds_probe, 2),
+                                  downstream=round(frozen.seconds_features + frozen.seconds_probe, 2))
         else:
             down = run_downstream(settings, encoder, images, split, work_dir, run_dir)
-            results.update(status="ok", **down.as_results(images.classes),
-                           checkpoint=str(down.best_epoch_checkpoint.relative_to(run_dir)))
-            results["seconds"]["downstream"] = round(down.seconds, 2)
-            results["epochs"]["downstream"] = down.epochs
+            record.merge({"status": "ok", **down.as_results(images.classes),
+                          "checkpoint": str(down.best_epoch_checkpoint.relative_to(run_dir))})
+            record.seconds["downstream"] = round(down.seconds, 2)
+            record.epochs["downstream"] = down.epochs
     except Exception as error:  # a failed cell is recorded, it does not sink a sweep
-        results.update(status="failed", error=f"{type(error).__name__}: {error}",
-                       traceback=traceback.format_exc(limit=8))
-        log.error("cell failed: %s", results["error"])
-    results["seconds"]["total"] = round(time.perf_counter() - started, 2)
+        record.fail(f"{type(error).__name__}: {error}", traceback.format_exc(limit=8))
+        log.error("cell failed: %s", record.error)
+    record.seconds["total"] = round(time.perf_counter() - started, 2)
     if is_global_zero():
-        if results["pretext_key"] is not None:  # every rank has read rank 0's decision: the downstream fit ran
-            forget_shared(settings.cache_dir / "pretext", results["pretext_key"])
-        write_results(run_dir, results)
-        if results["status"] == "ok":
+        if record.pretext_key is not None:  # every rank has read rank 0's decision: the downstream fit ran
+            forget_shared(settings.cache_dir / "pretext", record.pretext_key)
+        write_results(run_dir, record)
+        if record.ok:
             shutil.rmtree(work_dir, ignore_errors=True)
-    return results
+    return record.to_json()

@@ -12,6 +12,7 @@ from ssl_lightning.atomic import write_json
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.fractions import LabelSplit
+from ssl_lightning.record import RunRecord
 
 
 def git_commit() -> str | None:
@@ -74,7 +75,8 @@ def write_subset(run_dir: Path, split: LabelSplit, labels: np.ndarray, classes: 
     return per_class
 
 
-def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
+def write_results(run_dir: Path, record: RunRecord) -> Path:
+    """results.json through the typed record (ssl_lightning/record.py), with its schema_version."""
     path = run_dir / "results.json"
-    write_json(path, results)
+    write_json(path, record.to_json())
     return path

@@ -23,6 +23,7 @@ from ssl_lightning.methods.optim import OptimConfig, configure
 from ssl_lightning.metrics import ClassificationMetrics, classification_metrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import classifier_head
+from ssl_lightning.record import TEST_METRICS
 
 PROTOCOLS = ("finetune", "linear")
 VALIDATION_PREFIX = "downstream/val_"
@@ -161,9 +162,8 @@ class Classifier(pl.LightningModule):
 
     def _log_test_metrics(self, metrics: ClassificationMetrics) -> None:
         """Test scalars for TensorBoard (identical on every process), and the confusion matrix as text."""
-        scalars = {"acc": metrics.acc, "balanced_acc": metrics.balanced_acc, "macro_f1": metrics.macro_f1}
-        if metrics.group_acc is not None:
-            scalars.update(group_acc=metrics.group_acc, group_balanced_acc=metrics.group_balanced_acc)
+        recorded = metrics.as_results()  # test/<name> for every declared test metric measured (ssl_lightning/record.py)
+        scalars = {metric.option: recorded[metric.key] for metric in TEST_METRICS if metric.key in recorded}
         for name, value in scalars.items():
             self.log(f"test/{name}", float(value), on_epoch=True, sync_dist=True)
         experiment = getattr(self.logger, "experiment", None) if self.trainer.is_global_zero else None

@@ -2,7 +2,8 @@
 and PNG figures.
 
 Run it with `python -m ssl_lightning.report <multirun or outputs folder> [--out DIR] [--metric acc]`.
-Modules: collect (read runs), budget (fraction or labels per class), metric_choice (--metric), columns
+Modules: collect (read runs through ssl_lightning/record.py), budget (fraction or labels per class), metric_choice
+(--metric, from the declared test metrics), columns
 (method/variant labels), configs (config keys that split columns), aggregate (cells: two-level mean and 95% CI over
 seeds), statistics (CIs, t-tests, Holm, detectable difference), comparisons (method vs baseline), table
 (markdown), csvfile (csv in and out), curves (TensorBoard scalars), figures (PNGs).

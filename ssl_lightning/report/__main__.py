@@ -17,7 +17,7 @@ from ssl_lightning.report.comparisons import (
     write_comparisons_csv,
 )
 from ssl_lightning.report.csvfile import read_runs_csv, write_csv, write_runs_csv
-from ssl_lightning.report.metric_choice import DEFAULT, METRICS, key, require
+from ssl_lightning.report.metric_choice import DEFAULT, choices, key, require
 from ssl_lightning.report.table import build_tables, render_markdown, render_tables
 
 
@@ -30,7 +30,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="where to write the report (default: the folder; <csv name>_report/ for a CSV)")
     parser.add_argument("--embedding-points", type=int, default=2000,
                         help="test images per t-SNE embedding map (0: no maps)")
-    parser.add_argument("--metric", choices=tuple(METRICS), default=DEFAULT,
+    parser.add_argument("--metric", choices=choices(), default=DEFAULT,
                         help="the test metric of the tables, comparisons and figures (default: acc)")
     return parser.parse_args(argv)
 

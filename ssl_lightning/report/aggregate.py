@@ -14,13 +14,13 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from ssl_lightning.errors import UserError
+from ssl_lightning.methods.registry import SUPERVISED
 from ssl_lightning.report.budget import Budget, fraction_text
 from ssl_lightning.report.collect import Run
 from ssl_lightning.report.configs import differing_keys
 from ssl_lightning.report.statistics import Estimate, two_level_ci
 
-SUPERVISED = "supervised"
-__all__ = ["SUPERVISED", "Cell", "build_cells", "by_group", "fraction_text", "per_seed"]
+__all__ = ["Cell", "build_cells", "by_group", "fraction_text", "per_seed"]
 
 
 def per_seed(runs: list[Run], value) -> dict[Hashable, list[float]]:

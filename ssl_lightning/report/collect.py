@@ -1,4 +1,5 @@
-"""Find and read every results.json below a folder; a file that cannot be used is reported, not fatal."""
+"""Find and read every results.json below a folder (through the typed record, ssl_lightning/record.py); a file
+that cannot be used is reported, not fatal."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ssl_lightning.errors import UserError
+from ssl_lightning.record import Evaluation, RunRecord
 from ssl_lightning.report import columns, configs
 from ssl_lightning.report.budget import Budget, budget_of
-from ssl_lightning.report.metric_choice import METRICS
+from ssl_lightning.report.metric_choice import declared
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,8 @@ class Run:
     """One cell run as the report needs it; test_acc and the other test metrics in 0-1 as stored.
 
     The budget is `fraction` or, for runs with `data.labels_per_class`, `labels_per_class` (fraction then None).
-    `metrics` holds every test metric the run recorded (results.json keys: test_acc, test_balanced_acc,
-    test_macro_f1, test_group_acc, test_group_balanced_acc); older files have test_acc only."""
+    `metrics` holds every declared test metric the run recorded (ssl_lightning/record.py TEST_METRICS, by
+    results.json key); older files have test_acc only."""
 
     results_path: Path
     ok: bool
@@ -91,10 +93,10 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _protocol(results: dict[str, Any]) -> str:
-    if results.get("protocol"):
-        return str(results["protocol"])
-    downstream = (results.get("config") or {}).get("downstream") or {}
+def _protocol(record: RunRecord) -> str:
+    if record.protocol:
+        return str(record.protocol)
+    downstream = (record.config if isinstance(record.config, dict) else {}).get("downstream") or {}
     return str(downstream.get("protocol", "finetune")) if isinstance(downstream, dict) else "finetune"
 
 
@@ -103,50 +105,50 @@ def _one_line(text: Any, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _budget_keys(results: dict[str, Any]) -> tuple[float | None, int | None]:
+def _budget_keys(record: RunRecord) -> tuple[float | None, int | None]:
     """(fraction, labels_per_class): at least one must be recorded; labels_per_class may replace the fraction."""
-    per_class = results.get("labels_per_class")
+    per_class = record.labels_per_class
     if per_class is not None:
         if _integer(per_class) is None or per_class < 1:
             raise ValueError(f"labels_per_class {per_class!r} is not a positive integer")
-        fraction = _number(results.get("fraction"))
-        return fraction, per_class
-    if results.get("fraction") is None:
+        return _number(record.fraction), per_class
+    if record.fraction is None:
         raise ValueError("missing key(s) ['fraction'] (and no labels_per_class)")
-    fraction = _number(results["fraction"])
+    fraction = _number(record.fraction)
     if fraction is None:
-        raise ValueError(f"fraction {results['fraction']!r} is not a number")
+        raise ValueError(f"fraction {record.fraction!r} is not a number")
     return fraction, None
 
 
-def _metrics(results: dict[str, Any]) -> dict[str, float]:
-    found = {key: _number(results.get(key)) for key, _ in METRICS.values()}
+def _metrics(evaluation: Evaluation) -> dict[str, float]:
+    """The declared test metrics the run recorded, finite numbers only."""
+    found = {metric.key: _number(evaluation.metrics.get(metric.key)) for metric in declared()}
     return {key: value for key, value in found.items() if value is not None}
 
 
-def _to_run(path: Path, results: dict[str, Any], show_backbone: bool) -> Run:
-    missing = [key for key in ("experiment", "data") if results.get(key) is None]
+def _to_run(path: Path, record: RunRecord, show_backbone: bool) -> Run:
+    missing = [name for name in ("experiment", "data") if getattr(record, name) is None]
     if missing:
         raise ValueError(f"missing key(s) {missing}")
-    fraction, per_class = _budget_keys(results)
-    loss, acc = _number(results.get("test_loss")), _number(results.get("test_acc"))
-    status = results.get("status")
-    error = results.get("error")
-    ok = status == "ok" and acc is not None  # a k-NN probe has no test loss
-    if status == "ok" and not ok:
+    fraction, per_class = _budget_keys(record)
+    evaluation = record.evaluation or Evaluation()
+    loss, acc = _number(evaluation.test_loss), _number(evaluation.test_acc)
+    error = record.error
+    ok = record.ok and acc is not None  # a k-NN probe has no test loss
+    if record.ok and not ok:
         error = "status ok but test_acc missing or not finite"
     elif not ok and not error:
-        error = f"status {status!r}"
-    experiment = str(results["experiment"])
-    config = results.get("config")
-    return Run(results_path=path, ok=ok, experiment=experiment, data=str(results["data"]),
-               protocol=_protocol(results), fraction=fraction, seed=_integer(results.get("seed")),
-               variant=columns.variant(results, show_backbone), test_loss=loss if ok else None,
+        error = f"status {record.status!r}"
+    experiment = str(record.experiment)
+    config = record.config
+    return Run(results_path=path, ok=ok, experiment=experiment, data=str(record.data),
+               protocol=_protocol(record), fraction=fraction, seed=_integer(record.seed),
+               variant=columns.variant(record, show_backbone), test_loss=loss if ok else None,
                test_acc=acc if ok else None, error=None if ok else _one_line(error),
-               split_seed=_integer(results.get("split_seed")), best_val_acc=_number(results.get("best_val_acc")),
-               best_epoch=_integer(results.get("best_epoch")), chosen_lr=_number(results.get("chosen_lr")),
+               split_seed=_integer(record.split_seed), best_val_acc=_number(evaluation.best_val_acc),
+               best_epoch=_integer(evaluation.best_epoch), chosen_lr=_number(evaluation.chosen_lr),
                config=configs.relevant(config if isinstance(config, dict) else None, experiment),
-               labels_per_class=per_class, metrics=_metrics(results) if ok else {})
+               labels_per_class=per_class, metrics=_metrics(evaluation) if ok else {})
 
 
 def _integer(value: Any) -> int | None:
@@ -169,7 +171,7 @@ def collect(root: Path) -> Collection:
     paths = sorted(root.rglob("results.json"))
     if not paths:
         raise UserError(f"no results.json below {root}; point the report at a multirun or outputs folder")
-    loaded: list[tuple[Path, dict[str, Any]]] = []
+    loaded: list[tuple[Path, RunRecord]] = []
     problems: list[Problem] = []
     for path in paths:
         try:
@@ -180,12 +182,12 @@ def collect(root: Path) -> Collection:
         if not isinstance(results, dict):
             problems.append(Problem(path, "not a JSON object"))
             continue
-        loaded.append((path, results))
-    show_backbone = len({str(r.get("backbone")) for _, r in loaded}) > 1
+        loaded.append((path, RunRecord.from_json(results)))
+    show_backbone = len({str(record.backbone) for _, record in loaded}) > 1
     runs: list[Run] = []
-    for path, results in loaded:
+    for path, record in loaded:
         try:
-            runs.append(_to_run(path, results, show_backbone))
+            runs.append(_to_run(path, record, show_backbone))
         except ValueError as error:
             problems.append(Problem(path, _one_line(error)))
     if not runs:

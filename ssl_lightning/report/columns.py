@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any
 
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.supervised_features import NAME as SUPERVISED_FEATURES
+from ssl_lightning.record import RunRecord
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
 DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised",
@@ -20,20 +20,20 @@ _DEFAULT_PRETEXT = {"", "target", "default", "same"}
 _DEFAULT_INIT = {"", "random", "none", "scratch"}
 
 
-def _pretext_part(results: dict[str, Any]) -> str | None:
+def _pretext_part(record: RunRecord) -> str | None:
     """`pretext_data` when it names something other than the downstream data set (a supervised run has none)."""
-    value = results.get("pretext_data")
-    if value is None or results.get("experiment") == "supervised":
+    value = record.pretext_data
+    if value is None or record.experiment == registry.SUPERVISED:
         return None
     text = "+".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
-    return None if text.lower() in _DEFAULT_PRETEXT or text == results.get("data") else text
+    return None if text.lower() in _DEFAULT_PRETEXT or text == record.data else text
 
 
-def _init_part(results: dict[str, Any]) -> str | None:
+def _init_part(record: RunRecord) -> str | None:
     """`init` (or, in older files, config.backbone.init) when it is not a random initialisation."""
-    value = results.get("init")
+    value = record.init
     if value is None:
-        backbone = (results.get("config") or {}).get("backbone") or {}
+        backbone = (record.config if isinstance(record.config, dict) else {}).get("backbone") or {}
         value = backbone.get("init") if isinstance(backbone, dict) else None
     if value is None or str(value).lower() in _DEFAULT_INIT:
         return None
@@ -42,18 +42,18 @@ def _init_part(results: dict[str, Any]) -> str | None:
     return f"init={name}"
 
 
-def variant(results: dict[str, Any], show_backbone: bool = False) -> tuple[str, ...]:
+def variant(record: RunRecord, show_backbone: bool = False) -> tuple[str, ...]:
     """What sets this run apart from the default of its method; empty for a default run."""
-    parts = [_pretext_part(results), _init_part(results)]
+    parts = [_pretext_part(record), _init_part(record)]
     if show_backbone:
-        parts.append(str(results.get("backbone")))
+        parts.append(str(record.backbone))
     return tuple(p for p in parts if p)
 
 
 def display(experiment: str, protocol: str | None = None) -> str:
     """The method's name; the supervised experiment under a frozen-encoder probe (linear, k-NN) is an untrained
     encoder and says so."""
-    if experiment == "supervised" and protocol in PROBES:
+    if experiment == registry.SUPERVISED and protocol in PROBES:
         return RANDOM_ENCODER
     return DISPLAY.get(experiment, experiment)
 

@@ -23,7 +23,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group, per_seed
+from ssl_lightning.methods.registry import SUPERVISED
+from ssl_lightning.report.aggregate import Cell, by_group, per_seed
 from ssl_lightning.report.collect import Run
 from ssl_lightning.report.columns import FLOOR, display
 from ssl_lightning.report.metric_choice import words_for_key

@@ -10,7 +10,11 @@ as a label part, e.g. `downstream.lr=0.01`, so no cell mixes two configurations.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
+from functools import cache
 from typing import Any
+
+from ssl_lightning.methods import registry
 
 MISSING = "∅"  # the key is absent from this run's config (e.g. written by an older version)
 _IGNORED_SECTIONS = {"paths", "hydra"}
@@ -18,8 +22,6 @@ _IGNORED_KEYS = {"seed", "experiment", "data.fraction", "data.labels_per_class"}
 # run bookkeeping that cannot change a result: display, logging cadence, download permission, store reuse
 _BOOKKEEPING = {"trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.download", "pretext.reuse"}
 _PRETEXT_SECTIONS = {"pretext", "pretext_data"}  # only read by methods with a pretext stage
-_METHOD_SECTIONS = {"rotation": "rotation", "rotation_jitter": "rotation", "simclr": "simclr"}  # experiment -> own
-_UNUSED_BY = {"rotation": {"rotation.jitter_strength"}}  # keys of the method's own section it does not read
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
@@ -42,14 +44,31 @@ def varies_by_design(key: str) -> bool:
     return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith(("split_seed", "val_seed"))
 
 
+@cache
+def _method_sections() -> dict[str, str]:
+    """experiment -> the config section of its hyper-parameters, from the method registry."""
+    return {name: spec.section for name, spec in registry.methods().items()}
+
+
+@cache
+def _unused_keys(experiment: str) -> frozenset[str]:
+    """Keys of the method's own section that stay out of its pretext store key (plain rotation reads the rotation
+    section but uses none of it): a reused encoder ignores them, so they cannot change the run's result."""
+    spec = registry.methods().get(experiment)
+    if spec is None:
+        return frozenset()
+    shaping = set(spec.params().identity())
+    return frozenset(f"{spec.section}.{f.name}" for f in fields(spec.params) if f.name not in shaping)
+
+
 def _ignored(key: str, experiment: str) -> bool:
     section = key.split(".", 1)[0]
-    if section in _IGNORED_SECTIONS or key in _BOOKKEEPING or varies_by_design(key) \
-            or key in _UNUSED_BY.get(experiment, set()):
+    if section in _IGNORED_SECTIONS or key in _BOOKKEEPING or varies_by_design(key) or key in _unused_keys(experiment):
         return True
-    if section in set(_METHOD_SECTIONS.values()) and section != _METHOD_SECTIONS.get(experiment):
+    sections = _method_sections()
+    if section in set(sections.values()) and section != sections.get(experiment):
         return True  # another method's hyper-parameters do not touch this run
-    return experiment == "supervised" and section in _PRETEXT_SECTIONS  # no pretext stage
+    return experiment == registry.SUPERVISED and section in _PRETEXT_SECTIONS  # no pretext stage
 
 
 def relevant(config: dict[str, Any] | None, experiment: str) -> dict[str, str]:

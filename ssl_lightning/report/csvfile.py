@@ -10,16 +10,24 @@ from pathlib import Path
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import Cell
 from ssl_lightning.report.collect import Collection, Run
-from ssl_lightning.report.metric_choice import METRICS
+from ssl_lightning.report.metric_choice import declared
 
 FIELDS = ("data", "protocol", "method", "label", "fraction", "n", "n_failed", "test_loss_mean", "test_loss_std",
           "test_acc_mean", "test_acc_std", "seeds", "test_acc_ci_low", "test_acc_ci_high", "test_loss_ci_low",
           "test_loss_ci_high", "split_seeds", "labels_per_class", "n_seeds", "splits_per_seed", "metric",
           "metric_mean", "metric_std", "metric_ci_low", "metric_ci_high")
-EXTRA_METRICS = tuple(key for key, _ in METRICS.values() if key != "test_acc")
-RUN_FIELDS = ("experiment", "label", "data", "protocol", "fraction", "seed", "split_seed", "status", "test_acc",
-              "test_loss", "best_val_acc", "best_epoch", "chosen_lr", "run_folder", "error", "labels_per_class",
-              *EXTRA_METRICS)
+BASE_RUN_FIELDS = ("experiment", "label", "data", "protocol", "fraction", "seed", "split_seed", "status", "test_acc",
+                   "test_loss", "best_val_acc", "best_epoch", "chosen_lr", "run_folder", "error", "labels_per_class")
+
+
+def extra_metrics() -> tuple[str, ...]:
+    """results.json keys of the declared test metrics other than test_acc (which has its own column): one
+    results_runs.csv column each, in declaration order."""
+    return tuple(metric.key for metric in declared() if metric.key != "test_acc")
+
+
+def run_fields() -> tuple[str, ...]:
+    return (*BASE_RUN_FIELDS, *extra_metrics())
 
 
 def _number(value: float | int | None) -> str:
@@ -65,13 +73,13 @@ def run_row(run: Run, root: Path) -> dict[str, str]:
             "test_loss": _number(run.test_loss), "best_val_acc": _number(run.best_val_acc),
             "best_epoch": _number(run.best_epoch), "chosen_lr": _number(run.chosen_lr), "run_folder": folder,
             "error": run.error or "", "labels_per_class": _number(run.labels_per_class),
-            **{key: _number(run.metrics.get(key)) for key in EXTRA_METRICS}}
+            **{key: _number(run.metrics.get(key)) for key in extra_metrics()}}
 
 
 def write_runs_csv(cells: list[Cell], root: Path, path: Path) -> None:
     """Every run in table order (cell by cell), failed runs included with empty metrics."""
     with path.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=RUN_FIELDS)
+        writer = csv.DictWriter(stream, fieldnames=run_fields())
         writer.writeheader()
         writer.writerows(run_row(run, root) for cell in cells for run in cell.runs)
 
@@ -100,7 +108,7 @@ def read_runs_csv(path: Path) -> Collection:
         if _parsed(row["fraction"], float) is None and _parsed(row.get("labels_per_class"), int) is None:
             raise UserError(f"{path} line {number}: neither fraction nor labels_per_class is given")
         ok = row["status"] == "ok" and _parsed(row["test_acc"], float) is not None
-        metrics = {key: _parsed(row.get(key), float) for key in EXTRA_METRICS}
+        metrics = {key: _parsed(row.get(key), float) for key in extra_metrics()}
         runs.append(Run(
             results_path=path.parent / (row.get("run_folder") or "run") / "results.json", ok=ok,
             experiment=row["experiment"], data=row["data"], protocol=row["protocol"],

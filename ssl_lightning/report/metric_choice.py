@@ -1,31 +1,47 @@
-"""Which test metric the report's tables, comparisons and figures show (`--metric`), and its results.json key."""
+"""Which test metric the report's tables, comparisons and figures show (`--metric`), and its results.json key.
+
+Everything here reads the one declaration, `ssl_lightning.record.TEST_METRICS`, when called (never a copy taken at
+import), so a declared metric is a `--metric` choice, a results_runs.csv column and a table heading at once."""
 
 from __future__ import annotations
 
+from ssl_lightning import record
 from ssl_lightning.errors import UserError
+from ssl_lightning.record import MetricSpec
 
-# --metric name -> (results.json key, words for headings); all stored in 0-1, shown in percent
-METRICS = {
-    "acc": ("test_acc", "test accuracy"),
-    "balanced_acc": ("test_balanced_acc", "test balanced accuracy"),
-    "macro_f1": ("test_macro_f1", "test macro-F1"),
-    "group_acc": ("test_group_acc", "patient-level test accuracy"),
-    "group_balanced_acc": ("test_group_balanced_acc", "patient-level test balanced accuracy"),
-}
 DEFAULT = "acc"
 
 
+def declared() -> tuple[MetricSpec, ...]:
+    """Every declared test metric, stored in 0-1 and shown in percent."""
+    return record.TEST_METRICS
+
+
+def choices() -> tuple[str, ...]:
+    """The `--metric` names."""
+    return tuple(metric.option for metric in declared())
+
+
+def spec(metric: str) -> MetricSpec:
+    return next(m for m in declared() if m.option == metric)
+
+
 def key(metric: str) -> str:
-    return METRICS[metric][0]
+    return spec(metric).key
 
 
 def words(metric: str) -> str:
-    return METRICS[metric][1]
+    return spec(metric).words
+
+
+def spec_for_key(metric_key: str) -> MetricSpec:
+    """The declared metric stored under `metric_key` (for an undeclared key: a percent metric named by the key)."""
+    return record.declared_metric(metric_key) or MetricSpec(metric_key, metric_key, metric_key)
 
 
 def words_for_key(metric_key: str) -> str:
     """'test_balanced_acc' -> 'test balanced accuracy' (the key itself when unknown)."""
-    return {k: text for k, text in METRICS.values()}.get(metric_key, metric_key)
+    return spec_for_key(metric_key).words
 
 
 def require(metric: str, runs: list) -> None:

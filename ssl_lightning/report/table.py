@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssl_lightning.report.aggregate import SUPERVISED, Cell, by_group
+from ssl_lightning.methods.registry import SUPERVISED
+from ssl_lightning.report.aggregate import Cell, by_group
 from ssl_lightning.report.collect import Collection
 from ssl_lightning.report.columns import CEILING, FLOOR, RANDOM_ENCODER, display
+from ssl_lightning.report.metric_choice import spec_for_key
 from ssl_lightning.report.metric_choice import words_for_key as metric_words
 
 EMPTY = "—"
@@ -42,11 +44,12 @@ def format_cell(cell: Cell | None) -> str:
         return EMPTY
     if cell.n == 0:
         return f"FAILED ({cell.n_failed} of {len(cell.runs)})"
-    loss, shown = cell.loss_estimate, cell.estimate
-    interval = "" if shown.low is None or shown.high is None else f" [{shown.low:.2f}, {shown.high:.2f}]"
+    loss, shown, metric = cell.loss_estimate, cell.estimate, spec_for_key(cell.metric_key)
+    interval = "" if shown.low is None or shown.high is None else \
+        f" [{metric.number(shown.low)}, {metric.number(shown.high)}]"
     failed = f" [{cell.n_failed} failed]" if cell.n_failed else ""
     loss_text = EMPTY if loss.mean is None else f"{loss.mean:.4f}"
-    return f"{loss_text} / {shown.mean:.2f}%{interval} ({cell.design_text}){failed}"
+    return f"{loss_text} / {metric.text(shown.mean)}{interval} ({cell.design_text}){failed}"
 
 
 @dataclass(frozen=True)
