@@ -32,7 +32,8 @@ def _image_tree(root: Path) -> None:
             _write_pngs(root / name / f"patient{patient}" / "x10", 3, seed=100 + 10 * k + patient, gray=False)
 
 
-def test_union_with_an_unlabeled_folder_trains_once_and_keys_correctly(cli, tmp_path):
+def test_union_with_an_unlabeled_folder_trains_once_and_keys_correctly(cli_in_process, tmp_path):
+    cli = cli_in_process
     _image_tree(tmp_path / "slides")
     _write_pngs(tmp_path / "kidney" / "case1", 15, seed=7, gray=True)  # grey: reconciled to RGB
     base = ["+experiment=rotation", "data=imagefolder", f"data.root={tmp_path / 'slides'}",
@@ -77,7 +78,8 @@ def test_test_images_of_the_same_data_set_never_reach_the_pretext_set(tmp_path):
     assert len(pretext.train_indices) == len(split.pool)
 
 
-def test_backbone_init_from_a_state_dict_file(cli, tmp_path):
+def test_backbone_init_from_a_state_dict_file(cli_in_process, tmp_path):
+    cli = cli_in_process
     encoder = build_encoder(BackboneConfig(name="compact", width=8), in_channels=3, image_size=16)
     torch.nn.init.constant_(encoder.body[0].weight, 0.01)
     torch.save(encoder.state_dict(), tmp_path / "mine.pt")
@@ -88,7 +90,8 @@ def test_backbone_init_from_a_state_dict_file(cli, tmp_path):
     assert "backbone initialised from" in (tmp_path / "run" / "ssl_lightning.log").read_text()
 
 
-def test_backbone_init_of_another_architecture_is_a_clear_error(cli, tmp_path):
+def test_backbone_init_of_another_architecture_is_a_clear_error(cli_in_process, tmp_path):
+    cli = cli_in_process
     wider = build_encoder(BackboneConfig(name="compact", width=16), in_channels=3, image_size=16)
     torch.save(wider.state_dict(), tmp_path / "wide.pt")
     done = cli("+experiment=rotation", "data=synthetic", "profile=smoke", f"backbone.init={tmp_path / 'wide.pt'}")
@@ -97,13 +100,14 @@ def test_backbone_init_of_another_architecture_is_a_clear_error(cli, tmp_path):
     assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
 
-def test_backbone_init_torchvision_without_network_is_a_clear_error(cli, tmp_path):
+def test_backbone_init_torchvision_without_network_is_a_clear_error(cli_in_process, tmp_path):
+    cli = cli_in_process
     # Tests never reach the network: an unroutable proxy makes the download fail at once.
     offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
                "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
                "TORCH_HOME": str(tmp_path / "torch_home")}
     done = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "backbone=resnet18",
-               "backbone.init=torchvision", env=offline, timeout=120)
+               "backbone.init=torchvision", env=offline)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "could not get torchvision's ImageNet weights" in done.stderr and "backbone.init=/path" in done.stderr
     assert "Traceback" not in done.stderr

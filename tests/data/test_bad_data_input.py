@@ -1,7 +1,7 @@
 """Bad data input through the real CLI: one `error:` line, exit code 2, and no run folder or pretext entry left.
 
 Each case runs in-process through the CLI's entry function (tests/test_fuzz.py holds the wider table); the one
-case that trains runs as a real subprocess.
+case that trains runs there too, to the end.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_entry
 from tests.data.writers import write_png
 
 COMMON = ("profile=smoke",)
@@ -113,7 +113,7 @@ def test_bad_data_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, mo
 
 def test_skipping_unreadable_images_lets_the_run_finish(tmp_path):
     folder = tmp_path
-    result = run_cli([*COMMON, "+experiment=supervised", *_skip_args(folder)], folder)
+    result = run_entry([*COMMON, "+experiment=supervised", *_skip_args(folder)], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((folder / "run" / "results.json").read_text())
     assert results["status"] == "ok" and results["data"] == "imagefolder"
