@@ -10,12 +10,13 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,11 +33,12 @@ def _folders(tmp_path: Path, multirun: bool) -> list[str]:
 
 
 def run_cli(args: list[str], tmp_path: Path, multirun: bool = False, timeout: int = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m ssl_lightning <args>` with run/sweep/cache folders inside tmp_path."""
+            env: dict[str, str] | None = None, base_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m ssl_lightning <args>` with run/sweep/cache folders inside tmp_path; the environment is this
+    process's (or `base_env`) with `env` on top."""
     command = [sys.executable, "-m", "ssl_lightning", *(["-m"] if multirun else []), *args,
                *_folders(tmp_path, multirun)]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**(os.environ if base_env is None else base_env), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
@@ -55,8 +57,9 @@ def _restored_process_state(cwd: Path, env: dict[str, str] | None) -> Iterator[N
     finally:
         os.chdir(saved_cwd)
         sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
+        for name in set(os.environ) - set(saved_env):
+            del os.environ[name]
+        os.environ.update({name: value for name, value in saved_env.items() if os.environ.get(name) != value})
         for logger, handlers, level, propagate in saved_logging:
             for handler in logger.handlers:
                 if handler not in handlers:
@@ -128,6 +131,7 @@ NEW_METHODS = ("byol", "moco", "barlow_twins", "dino")
 # Grid 2, into the same sweep folder: the four newer methods at one budget, and a SimCLR cell whose temperature
 # overflows its logits (NaN loss in the first step): a failed cell that must not sink the sweep.
 FAILING_TEMPERATURE = "1e-45"
+SHARED_SWEEP_TIMEOUT = 3 * 900 + 300  # the three processes' own timeouts, and some
 NEW_GRID = (f"+experiment={','.join(NEW_METHODS)},simclr", *SMOKE, "data.fraction=1.0",
             f"simclr.temperature={FAILING_TEMPERATURE}")
 
@@ -136,27 +140,68 @@ def _completed(done: subprocess.CompletedProcess) -> dict:
     return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
-def _train_shared_sweep(root: Path) -> dict:
+def _train_shared_sweep(root: Path, env: dict[str, str]) -> dict:
     """The two grids as real `python -m ssl_lightning -m` processes, then `python -m ssl_lightning.report` on the
-    sweep folder (the report's own process: the one that a user runs)."""
-    grid = run_cli(list(GRID), root, multirun=True, timeout=900)
-    new = run_cli(list(NEW_GRID), root, multirun=True, timeout=900)
+    sweep folder (the report's own process: the one that a user runs). `env`: the environment as the session
+    started (in-process tests change os.environ for a moment while this runs)."""
+    grid = run_cli(list(GRID), root, multirun=True, timeout=900, base_env=env)
+    new = run_cli(list(NEW_GRID), root, multirun=True, timeout=900, base_env=env)
     report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(root / "multirun")], cwd=root,
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=900, env=env)
     return {"grid": _completed(grid), "new": _completed(new), "report": _completed(report)}
 
 
+def _shared_root(config: pytest.Config) -> Path:
+    """One folder for the whole `make test` run: the pytest workers' common base folder (their parent)."""
+    base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - pytest's own factory, before any fixture runs
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared_sweep"
+
+
+def _train_in_background(root: Path, env: dict[str, str]) -> None:
+    try:
+        record = _train_shared_sweep(root, env)
+    except Exception as error:  # noqa: BLE001 - recorded, so that every waiting test fails with the cause
+        record = {"error": f"{type(error).__name__}: {error}"}
+    (root / "record.tmp").write_text(json.dumps(record))
+    (root / "record.tmp").replace(root / "record.json")
+
+
+_BACKGROUND: list[threading.Thread] = []
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the shared sweep as soon as the collected tests need it, in a background thread of the first pytest
+    worker to claim it: its processes train while the workers run other tests, and no worker sits idle waiting for
+    it (unless its own test needs the sweep first)."""
+    if not any("shared_sweep" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    root = _shared_root(config)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(root / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return  # another worker trains it
+    thread = threading.Thread(target=_train_in_background, args=(root, dict(os.environ)), name="shared_sweep",
+                              daemon=True)
+    thread.start()
+    _BACKGROUND.append(thread)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The worker that trains the shared sweep stays until it is done: the other workers may still wait for it."""
+    for thread in _BACKGROUND:
+        thread.join()
+
+
 @pytest.fixture(scope="session")
-def shared_sweep(tmp_path_factory) -> dict:
-    """Trained once per `make test`: the pytest workers share one folder, the first to come trains (under a file
-    lock), the others read what it recorded. Keys: root (the folder: multirun/, cache/), grid, new, report (each
-    returncode, stdout, stderr)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    root = shared / "shared_sweep"
-    with FileLock(str(shared / "shared_sweep.lock")):
-        record = root / "record.json"
-        if not record.is_file():
-            root.mkdir(exist_ok=True)
-            record.write_text(json.dumps(_train_shared_sweep(root)))
-        return {"root": root, **json.loads(record.read_text())}
+def shared_sweep(pytestconfig) -> dict:
+    """Trained once per `make test` (see pytest_collection_modifyitems); each worker waits for its record. Keys:
+    root (the folder: multirun/, cache/), grid, new, report (each returncode, stdout, stderr)."""
+    record = _shared_root(pytestconfig) / "record.json"
+    deadline = time.monotonic() + SHARED_SWEEP_TIMEOUT
+    while not record.is_file():
+        assert time.monotonic() < deadline, f"the shared sweep wrote no {record} in {SHARED_SWEEP_TIMEOUT} s"
+        time.sleep(0.2)
+    recorded = json.loads(record.read_text())
+    assert "error" not in recorded, f"the shared sweep could not run: {recorded['error']}"
+    return {"root": record.parent, **recorded}
