@@ -24,7 +24,7 @@ def test_early_stopping_ends_a_plateau(cli_in_process, tmp_path):
     # A frozen encoder and a head that cannot move: validation accuracy is flat from the first epoch.
     done = cli_in_process("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.solver=sgd",
                           "downstream.lr=1e-12",
-               "downstream.epochs=10", "downstream.patience=2")
+                          "downstream.epochs=10", "downstream.patience=2")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["epochs"]["downstream"] == 3
@@ -34,7 +34,7 @@ def test_early_stopping_ends_a_plateau(cli_in_process, tmp_path):
 
 def test_learning_rate_and_probe_layer_are_chosen_on_validation(cli_in_process, tmp_path):
     done = cli_in_process("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.solver=sgd",
-               "downstream.lr_grid=[1e-12,0.5]", "downstream.probe_layer=best")
+                          "downstream.lr_grid=[1e-12,0.5]", "downstream.probe_layer=best")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["chosen_lr"] in (1e-12, 0.5)

@@ -31,8 +31,7 @@ def _run_snippet(card: dict, folder: Path, monkeypatch) -> dict:
 
 
 def test_run_export_loads_into_torchvision_and_back_via_backbone_init(cli_in_process, tmp_path, monkeypatch):
-    cli = cli_in_process
-    done = cli("+experiment=simclr", "data=synthetic", "profile=smoke", "backbone=resnet18")
+    done = cli_in_process("+experiment=simclr", "data=synthetic", "profile=smoke", "backbone=resnet18")
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
     results = json.loads((run / "results.json").read_text())
@@ -77,15 +76,14 @@ def test_run_export_loads_into_torchvision_and_back_via_backbone_init(cli_in_pro
 
     # and through the CLI: a supervised run starting from the exported pretext encoder
     monkeypatch.chdir(tmp_path)
-    again = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "backbone=resnet18",
-                f"backbone.init={pretext_dir / 'encoder.pt'}")
+    again = cli_in_process("+experiment=supervised", "data=synthetic", "profile=smoke", "backbone=resnet18",
+                           f"backbone.init={pretext_dir / 'encoder.pt'}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "backbone initialised from" in (run / "ssl_lightning.log").read_text()
 
 
 def test_store_key_export_and_bad_sources(cli_in_process, tmp_path):
-    cli = cli_in_process
-    assert cli("+experiment=rotation", "data=synthetic", "profile=smoke").returncode == 0
+    assert cli_in_process("+experiment=rotation", "data=synthetic", "profile=smoke").returncode == 0
     key = json.loads((tmp_path / "run" / "results.json").read_text())["pretext_key"]
     done = _export(key, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

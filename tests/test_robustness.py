@@ -89,14 +89,13 @@ def test_a_failed_cell_does_not_sink_the_sweep(shared_sweep):
 
 
 def test_corrupt_store_entry_is_retrained_not_loaded(cli_in_process, tmp_path):
-    cli = cli_in_process
     args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
-    assert cli(*args).returncode == 0
+    assert cli_in_process(*args).returncode == 0
     (encoder,) = (tmp_path / "cache" / "pretext").glob("*/encoder.pt")
     data = bytearray(encoder.read_bytes())
     data[len(data) // 2] ^= 0xFF
     encoder.write_bytes(bytes(data))
-    done = cli(*args)  # the same run folder: its log now holds both runs
+    done = cli_in_process(*args)  # the same run folder: its log now holds both runs
     assert done.returncode == 0, done.stderr[-3000:]
     second_run_log = (tmp_path / "run" / "ssl_lightning.log").read_text().split("is corrupt", 1)
     assert len(second_run_log) == 2 and "training pretext stage" in second_run_log[1]
@@ -106,16 +105,15 @@ def test_corrupt_store_entry_is_retrained_not_loaded(cli_in_process, tmp_path):
 
 def test_a_truncated_pretext_resume_checkpoint_is_set_aside_and_the_run_finishes(cli_in_process, tmp_path):
     """Before: every rerun failed with `OSError: [Errno 22] Invalid argument` until the file was deleted by hand."""
-    cli = cli_in_process
     args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
-    assert cli(*args).returncode == 0
+    assert cli_in_process(*args).returncode == 0
     (cell,) = results_files(tmp_path / "run")
     store = tmp_path / "cache" / "pretext"
     shutil.rmtree(store / cell["pretext_key"])  # as if the first run had been killed mid-stage ...
     partial = store / f"{cell['pretext_key']}.partial"
     partial.mkdir()
     (partial / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")  # ... while its checkpoint was being copied
-    done = cli(*args)
+    done = cli_in_process(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "is unreadable" in done.stdout + done.stderr and "restarts from scratch" in done.stdout + done.stderr
     assert (store / cell["pretext_key"] / "encoder.pt").is_file()

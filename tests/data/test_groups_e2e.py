@@ -15,7 +15,7 @@ def test_simclr_on_a_patient_tree_splits_by_patient(cli_in_process, tmp_path):
     root = tmp_path / "tiles"
     write_patient_tree(root, TILES, size=16)
     done = cli_in_process("+experiment=simclr", "data=imagefolder", f"data.root={root}", "data.include=**/x40/*.png",
-               "data.fraction=0.5", "profile=smoke")
+                          "data.fraction=0.5", "profile=smoke")
     assert done.returncode == 0, done.stderr[-3000:]
     subset = json.loads((tmp_path / "run" / "subset.json").read_text())
     groups = {part: set(ids) for part, ids in subset["groups"].items()}
