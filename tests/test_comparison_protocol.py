@@ -23,8 +23,7 @@ def test_same_seed_repeats_exactly_and_another_seed_differs(cli_in_process, tmp_
 def test_early_stopping_ends_a_plateau(cli_in_process, tmp_path):
     # A frozen encoder and a head that cannot move: validation accuracy is flat from the first epoch.
     done = cli_in_process("+experiment=supervised", *SMOKE, "downstream=linear", "downstream.solver=sgd",
-                          "downstream.lr=1e-12",
-                          "downstream.epochs=10", "downstream.patience=2")
+                          "downstream.lr=1e-12", "downstream.epochs=10", "downstream.patience=2")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["epochs"]["downstream"] == 3
