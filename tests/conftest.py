@@ -169,11 +169,12 @@ def _train_in_background(root: Path, env: dict[str, str]) -> None:
 _BACKGROUND: list[threading.Thread] = []
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected: only a run that uses the sweep trains it
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the shared sweep as soon as the collected tests need it, in a background thread of the first pytest
     worker to claim it: its processes train while the workers run other tests, and no worker sits idle waiting for
     it (unless its own test needs the sweep first)."""
-    if not any("shared_sweep" in getattr(item, "fixturenames", ()) for item in items):
+    if config.option.collectonly or not any("shared_sweep" in getattr(item, "fixturenames", ()) for item in items):
         return
     root = _shared_root(config)
     root.mkdir(parents=True, exist_ok=True)
