@@ -42,6 +42,10 @@ def run_cli(args: list[str], tmp_path: Path, multirun: bool = False, timeout: in
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def _closed_file_handler(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.FileHandler) and handler.stream is None
+
+
 @contextlib.contextmanager
 def _restored_process_state(cwd: Path, env: dict[str, str] | None) -> Iterator[None]:
     """What one CLI run changes in this process, put back afterwards: cwd, sys.argv, the environment (the entry
@@ -64,7 +68,9 @@ def _restored_process_state(cwd: Path, env: dict[str, str] | None) -> Iterator[N
             for handler in logger.handlers:
                 if handler not in handlers:
                     handler.close()
-            logger.handlers[:] = handlers
+            # Hydra's logging set-up closed the handlers it replaced; a closed file handler (an earlier run's log)
+            # would reopen its file on the next record, in a folder that may be gone: leave those out.
+            logger.handlers[:] = [handler for handler in handlers if not _closed_file_handler(handler)]
             logger.setLevel(level)
             logger.propagate = propagate
 

@@ -84,13 +84,10 @@ def _skip_args(folder: Path) -> list[str]:
 
 
 def _in_process(args: list[str], folder: Path, capsys) -> tuple[int, str]:
-    """`entry(argv)` as `python -m ssl_lightning` runs it, outputs inside `folder`."""
-    from ssl_lightning.__main__ import entry
-
-    argv = [*args, f"paths.cache={folder / 'cache'}", f"hydra.run.dir={folder / 'run'}"]
-    with pytest.raises(SystemExit) as exited:
-        entry(argv)
-    return int(exited.value.code or 0), capsys.readouterr().err
+    """`entry(argv)` as `python -m ssl_lightning` runs it, outputs inside `folder` (tests/conftest.py puts back
+    what the run changed in this process)."""
+    done = run_entry(args, folder)
+    return done.returncode, done.stderr
 
 
 @pytest.mark.parametrize("name", list(CASES))
