@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import run_all
 from benchmarks.figures import Figure, Target, figure_table
+from tests.conftest import call_main
 
 REPO = Path(__file__).resolve().parent.parent
 PRETEXT_METHODS = ("rotation", "rotation_jitter", "simclr")
@@ -65,6 +66,18 @@ def test_each_benchmark_prints_its_machine_and_figures(tiny_run, benchmark):
                          re.MULTILINE), name
 
 
+def test_probe_cost_prints_pretext_features_and_per_split_seconds(tiny_run):
+    """probe_cost's own figures, from its `--tiny --repeats 1` run inside run_all (tests/test_probe_cost.py, under
+    the bench marker, runs it alone)."""
+    from tests.test_probe_cost import FIGURES
+
+    assert re.search(r"^  probe_cost: ok \(\d+ s\)$", tiny_run.stdout.split("SUMMARY", 1)[1], re.MULTILINE)
+    section = sections(tiny_run.stdout)["probe_cost"]
+    for figure in FIGURES:
+        assert re.search(rf"^{re.escape(figure)}\s+\S+\s+{NUMBER}\s+{NUMBER}\s", section, re.MULTILINE), figure
+    assert re.search(r"^note: knn test accuracy over split seeds 1\.\.1: [\d.]+$", section, re.MULTILINE)
+
+
 def test_targets_are_judged_in_the_summary(tiny_run):
     rows = {re.split(r"\s{2,}", line)[1]: line for line in tiny_run.stdout.splitlines()
             if line.startswith(("pretext_throughput ", "data_overhead ", "memory "))}
@@ -96,8 +109,7 @@ def test_run_all_selection_registry_and_opt_in():
 
 
 def test_run_all_rejects_unknown_benchmarks():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--only", "memory,nope"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = call_main(run_all.main, ["--only", "memory,nope"], REPO)  # in-process: argparse's exit 2
     assert result.returncode == 2
     assert "unknown benchmark(s) ['nope']" in result.stderr
 

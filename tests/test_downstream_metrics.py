@@ -51,12 +51,12 @@ def _write_imbalanced_tree(root: Path, per_class: dict[str, int], size: int = 12
             Image.fromarray(pixels).save(root / name / f"{k:03d}.png")
 
 
-def test_imbalanced_folder_cell_records_every_test_metric(cli, tmp_path):
+def test_imbalanced_folder_cell_records_every_test_metric(cli_in_process, tmp_path):
     """End to end on a folder of 60 / 24 / 16 images: `auto` monitors balanced accuracy, results carry the metrics."""
     data_root = tmp_path / "tiles"
     _write_imbalanced_tree(data_root, {"benign": 60, "malignant": 24, "normal": 16})
-    done = cli("+experiment=supervised", "data=imagefolder", f"data.root={data_root}", "data.image_size=12",
-               "profile=smoke", "downstream.epochs=2")
+    done = cli_in_process("+experiment=supervised", "data=imagefolder", f"data.root={data_root}", "data.image_size=12",
+                          "profile=smoke", "downstream.epochs=2")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["monitor"] == "balanced_acc" and cell["selected_on"] == "best_val_balanced_acc"

@@ -95,9 +95,9 @@ def test_unknown_monitor_or_select_is_a_user_error(tmp_path, bad):
 # --- lr grid: a diverging candidate is dropped ------------------------------------------------------------------
 
 
-def test_a_diverging_learning_rate_is_dropped_and_the_others_still_choose(cli, tmp_path):
+def test_a_diverging_learning_rate_is_dropped_and_the_others_still_choose(cli_in_process, tmp_path):
     """Issue 21's acceptance command: the 1e8 candidate diverges (NaN loss), 0.05 is chosen."""
-    done = cli("+experiment=supervised", *SMOKE, "downstream.lr_grid=[0.05,1e8]")
+    done = cli_in_process("+experiment=supervised", *SMOKE, "downstream.lr_grid=[0.05,1e8]")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["status"] == "ok" and cell["chosen_lr"] == 0.05
@@ -115,16 +115,17 @@ def test_the_cell_fails_only_when_every_candidate_diverged(tmp_path):
 # --- no silent fallback to the last epoch -----------------------------------------------------------------------
 
 
-def test_no_validation_split_exits_2_before_anything_trains(cli, tmp_path):
-    done = cli("+experiment=supervised", *SMOKE, "data.val_split=0")
+def test_no_validation_split_exits_2_before_anything_trains(cli_in_process, tmp_path):
+    done = cli_in_process("+experiment=supervised", *SMOKE, "data.val_split=0")
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().count("\n") == 0
     assert "data.val_split=0" in done.stderr and "downstream.select=last" in done.stderr
     assert not list(tmp_path.rglob("results.json")) and not (tmp_path / "cache" / "cells").exists()
 
 
-def test_select_last_without_validation_tests_the_last_epoch_and_says_so(cli, tmp_path):
-    done = cli("+experiment=supervised", *SMOKE, "data.val_split=0", "downstream.select=last", "downstream.epochs=2")
+def test_select_last_without_validation_tests_the_last_epoch_and_says_so(cli_in_process, tmp_path):
+    done = cli_in_process("+experiment=supervised", *SMOKE, "data.val_split=0", "downstream.select=last",
+                          "downstream.epochs=2")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["selected_on"] == "last" and cell["num_val"] == 0

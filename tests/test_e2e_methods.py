@@ -1,16 +1,16 @@
-"""The four wave-2 methods through the real CLI: one sweep trains each pretext encoder once and every fraction
-reuses it; the monitors reach TensorBoard and the report's curve figure; method overrides work in mixed sweeps."""
+"""The four wave-2 methods through the real CLI (the shared sweep's second grid, tests/conftest.py): each trains its
+pretext encoder; the monitors reach TensorBoard and the report's curve figure; method overrides work in mixed
+sweeps. Pretext reuse across budgets is the first grid's (tests/test_e2e.py)."""
 
 from __future__ import annotations
 
 import csv
 import struct
-import subprocess
-import sys
+from pathlib import Path
 
-from tests.helpers import log_text, results_files, scalar_tags
+from tests.conftest import NEW_METHODS as METHODS
+from tests.helpers import cell_log, scalar_tags, shared_cells
 
-METHODS = ("byol", "moco", "barlow_twins", "dino")
 MONITORS = {"pretext/val_knn_acc", "pretext/val_rankme"}
 
 
@@ -18,41 +18,31 @@ def png_width(path) -> int:
     return struct.unpack(">I", path.read_bytes()[16:20])[0]
 
 
-def test_new_methods_train_once_per_sweep_and_report(cli, tmp_path):
-    done = cli(f"+experiment={','.join(METHODS)}", "data=synthetic", "profile=smoke", "data.fraction=0.25,0.5",
-               multirun=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
-    sweep = tmp_path / "multirun"
-    cells = results_files(sweep)
-    assert sorted(cell["experiment"] for cell in cells) == sorted(METHODS * 2)
+def test_new_methods_train_their_encoders_and_report(shared_sweep):
+    sweep = shared_sweep["root"] / "multirun"
+    cells = shared_cells(shared_sweep, METHODS, (1.0,))
+    assert sorted(cell["experiment"] for cell in cells) == sorted(METHODS)
     assert all(cell["status"] == "ok" for cell in cells), [cell.get("error") for cell in cells]
-    for method in METHODS:
-        runs = [cell for cell in cells if cell["experiment"] == method]
-        assert len({cell["pretext_key"] for cell in runs}) == 1
-        assert sorted(cell["pretext_reused"] for cell in runs) == [False, True]
-    logs = log_text(sweep)
-    assert logs.count("training pretext stage") == len(METHODS)
-    assert logs.count("reusing pretext checkpoint") == len(METHODS)
     for cell in cells:
-        tags = scalar_tags(tmp_path / "multirun" / cell["_dir"] / "tb" / "pretext")
+        assert cell["pretext_reused"] is False and cell["pretext_key"]
+        assert cell_log(cell).count("training pretext stage") == 1
+        tags = scalar_tags(Path(cell["_dir"]) / "tb" / "pretext")
         assert {"pretext/train_loss", "pretext/val_loss", *MONITORS} <= tags
 
-    report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(sweep)], capture_output=True,
-                            text=True, timeout=300)
-    assert report.returncode == 0, report.stderr[-3000:]
+    report = shared_sweep["report"]
+    assert report["returncode"] == 0, report["stderr"][-3000:]
     rows = list(csv.DictReader((sweep / "results.csv").open()))
-    assert {row["method"] for row in rows} == set(METHODS)
+    assert {row["method"] for row in rows if float(row["fraction"]) == 1.0} == {*METHODS, "simclr"}
     table = (sweep / "results.md").read_text()
     assert all(name in table for name in ("BYOL", "MoCo v2", "Barlow Twins", "DINO"))
-    curves = sorted(sweep.glob("curves_*.png"))
-    assert curves and all(png_width(path) == 1800 for path in curves)  # 3 panel columns: the monitors' panels
+    curves = sweep / "curves_synthetic_finetune_100pct.png"
+    assert png_width(curves) == 1800  # 3 panel columns: the monitors' panels
 
 
-def test_method_overrides_in_a_sweep_over_several_experiments(cli, tmp_path):
-    done = cli("+experiment=rotation,simclr", "simclr.temperature=0.2", "data=synthetic", "profile=smoke",
-               "data.fraction=0.5", multirun=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = {cell["experiment"]: cell for cell in results_files(tmp_path / "multirun")}
-    assert cells["simclr"]["status"] == cells["rotation"]["status"] == "ok"
-    assert cells["simclr"]["config"]["simclr"]["temperature"] == 0.2
-    assert cells["simclr"]["config"]["simclr"]["proj_dim"] == 64  # the rest of the section from simclr.yaml
+def test_method_overrides_in_a_sweep_over_several_experiments(shared_sweep):
+    cells = shared_cells(shared_sweep, ("rotation", "simclr"))
+    assert {cell["status"] for cell in cells} == {"ok"} and len(cells) == 4
+    for cell in cells:
+        if cell["experiment"] == "simclr":
+            assert cell["config"]["simclr"]["temperature"] == 0.2
+            assert cell["config"]["simclr"]["proj_dim"] == 64  # the rest of the section from simclr.yaml

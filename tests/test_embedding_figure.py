@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 
 from ssl_lightning.embeddings import MAX_IMAGES, subsample
+from ssl_lightning.report.__main__ import main as report_main
+from tests.conftest import call_main
+from tests.helpers import shared_cells
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_cells_save_embeddings_and_the_report_draws_the_map(cli, tmp_path):
-    done = cli("+experiment=rotation,supervised", "data=synthetic", "profile=smoke", "data.fraction=0.5",
-               "data.test_size=300", multirun=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    sweep = tmp_path / "multirun"
-    runs = sorted(p.parent for p in sweep.rglob("results.json"))
-    assert len(runs) == 2
+def test_cells_save_embeddings_and_the_report_draws_the_map(shared_sweep, tmp_path):
+    sweep = shared_sweep["root"] / "multirun"
+    runs = [Path(cell["_dir"]) for cell in shared_cells(shared_sweep, ("rotation", "simclr", "supervised"), (0.5,))]
+    assert len(runs) == 3
     saved = []
     for run in runs:
         with np.load(run / "embeddings.npz") as data:
@@ -28,20 +27,20 @@ def test_cells_save_embeddings_and_the_report_draws_the_map(cli, tmp_path):
             assert data["labels"].shape == (300,) and set(data["labels"].tolist()) <= {0, 1, 2, 3}
             assert list(data["classes"]) == json.loads((run / "results.json").read_text())["classes"]
             saved.append((data["indices"].copy(), data["labels"].copy(), data["features"].copy()))
-    # the same test images for both methods, different encoders
-    assert np.array_equal(saved[0][0], saved[1][0]) and np.array_equal(saved[0][1], saved[1][1])
-    assert not np.array_equal(saved[0][2], saved[1][2])
+    # the same test images for every method, different encoders
+    for other in saved[1:]:
+        assert np.array_equal(saved[0][0], other[0]) and np.array_equal(saved[0][1], other[1])
+        assert not np.array_equal(saved[0][2], other[2])
 
-    report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(sweep), "--out", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=600)
-    assert report.returncode == 0, report.stderr[-3000:]
-    figure = tmp_path / "r" / "embedding_synthetic_finetune_50pct.png"
+    report = shared_sweep["report"]  # `python -m ssl_lightning.report <sweep>`, writing into the sweep folder
+    assert report["returncode"] == 0, report["stderr"][-3000:]
+    figure = sweep / "embedding_synthetic_finetune_50pct.png"
     assert figure.read_bytes()[:8] == PNG_SIGNATURE
-    assert "embedding_synthetic_finetune_50pct.png" in (tmp_path / "r" / "results.md").read_text()
+    assert "embedding_synthetic_finetune_50pct.png" in (sweep / "results.md").read_text()
 
-    off = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(sweep), "--out", str(tmp_path / "n"),
-                          "--embedding-points", "0"], capture_output=True, text=True, timeout=600)
-    assert off.returncode == 0 and not list((tmp_path / "n").glob("embedding_*.png"))
+    off = call_main(report_main, [str(sweep), "--out", str(tmp_path / "n"), "--embedding-points", "0"], tmp_path)
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert (tmp_path / "n" / "results.md").is_file() and not list((tmp_path / "n").glob("embedding_*.png"))
 
 
 def test_subsample_is_seeded_sorted_and_capped():

@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from ssl_lightning.epoch_log import EpochLine
 from ssl_lightning.settings import TrainerSettings
 from ssl_lightning.trainer_factory import build_trainer
+from tests.helpers import cell_log, shared_cells
 
 NUMBER = r"[0-9.]+"
 LINE = (rf"(pretext|downstream) epoch (\d+)/(\d+): train_loss={NUMBER} train_acc={NUMBER}% val_loss={NUMBER} "
@@ -18,18 +19,24 @@ LINE = (rf"(pretext|downstream) epoch (\d+)/(\d+): train_loss={NUMBER} train_acc
         rf"\| [0-9,]+ img/s \| {NUMBER} s$")
 
 
-def test_captured_stdout_gets_one_line_per_epoch_and_no_bar_or_tips(cli, tmp_path):
-    # enable_progress_bar=true only allows the bar: stdout here is a pipe, not a terminal
-    done = cli("+experiment=rotation", "data=synthetic", "profile=smoke", "trainer.enable_progress_bar=true",
-               "pretext.epochs=2", "downstream.epochs=2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    output = done.stdout + done.stderr
+def test_captured_stdout_gets_one_line_per_epoch_and_no_bar_or_tips(shared_sweep):
+    """The shared sweep's first grid (tests/conftest.py) allows the bar (trainer.enable_progress_bar=true) and trains
+    2 epochs per stage; its stdout is a pipe, not a terminal."""
+    done = shared_sweep["grid"]
+    assert done["returncode"] == 0, done["stderr"][-3000:]
+    output = done["stdout"] + done["stderr"]
     assert "\r" not in output and "it/s]" not in output
     assert "Tip:" not in output and "litlogger" not in output and "litmodels" not in output
-    lines = [re.search(LINE, line) for line in done.stdout.splitlines()]
-    epochs = [(m[1], int(m[2]), int(m[3])) for m in lines if m]
-    assert epochs == [("pretext", 1, 2), ("pretext", 2, 2), ("downstream", 1, 2), ("downstream", 2, 2)]
-    assert len(re.findall(LINE, (tmp_path / "run" / "ssl_lightning.log").read_text(), re.MULTILINE)) == 4
+    expected_in_stdout = []
+    for cell in shared_cells(shared_sweep, ("rotation", "simclr", "supervised")):
+        trained_pretext = cell["pretext_key"] is not None and not cell["pretext_reused"]
+        expected = [*([("pretext", 1, 2), ("pretext", 2, 2)] if trained_pretext else []),
+                    ("downstream", 1, 2), ("downstream", 2, 2)]
+        logged = [(m[1], int(m[2]), int(m[3])) for m in re.finditer(LINE, cell_log(cell), re.MULTILINE)]
+        assert logged == expected, cell["_dir"]
+        expected_in_stdout += expected
+    lines = [re.search(LINE, line) for line in done["stdout"].splitlines()]
+    assert [(m[1], int(m[2]), int(m[3])) for m in lines if m] == expected_in_stdout
 
 
 class _Terminal:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
+from ssl_lightning.export import main as export_main
 from ssl_lightning.export import strip_prefix, write_encoder
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 from ssl_lightning.models.init import apply_init
+from tests.conftest import call_main
 
 
 def _export(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ssl_lightning.export", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    """`python -m ssl_lightning.export ...` through its main(argv), in this process."""
+    return call_main(export_main, list(args), cwd)
 
 
 def _run_snippet(card: dict, folder: Path, monkeypatch) -> dict:
@@ -29,8 +30,8 @@ def _run_snippet(card: dict, folder: Path, monkeypatch) -> dict:
     return namespace
 
 
-def test_run_export_loads_into_torchvision_and_back_via_backbone_init(cli, tmp_path, monkeypatch):
-    done = cli("+experiment=simclr", "data=synthetic", "profile=smoke", "backbone=resnet18")
+def test_run_export_loads_into_torchvision_and_back_via_backbone_init(cli_in_process, tmp_path, monkeypatch):
+    done = cli_in_process("+experiment=simclr", "data=synthetic", "profile=smoke", "backbone=resnet18")
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
     results = json.loads((run / "results.json").read_text())
@@ -75,14 +76,14 @@ def test_run_export_loads_into_torchvision_and_back_via_backbone_init(cli, tmp_p
 
     # and through the CLI: a supervised run starting from the exported pretext encoder
     monkeypatch.chdir(tmp_path)
-    again = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "backbone=resnet18",
-                f"backbone.init={pretext_dir / 'encoder.pt'}")
+    again = cli_in_process("+experiment=supervised", "data=synthetic", "profile=smoke", "backbone=resnet18",
+                           f"backbone.init={pretext_dir / 'encoder.pt'}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "backbone initialised from" in (run / "ssl_lightning.log").read_text()
 
 
-def test_store_key_export_and_bad_sources(cli, tmp_path):
-    assert cli("+experiment=rotation", "data=synthetic", "profile=smoke").returncode == 0
+def test_store_key_export_and_bad_sources(cli_in_process, tmp_path):
+    assert cli_in_process("+experiment=rotation", "data=synthetic", "profile=smoke").returncode == 0
     key = json.loads((tmp_path / "run" / "results.json").read_text())["pretext_key"]
     done = _export(key, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -14,19 +14,25 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from ssl_lightning.__main__ import entry
 from ssl_lightning.feature_store import FILE_NAME, FeatureStore
+from tests.conftest import call_main
 from tests.helpers import log_text
 
 CELL = ("+experiment=simclr", "data=synthetic", "profile=smoke")
 
 
-def _cell(tmp_path: Path, name: str, *overrides: str) -> tuple[dict, str]:
-    """One cell in its own run folder, all cells sharing one cache; (results.json, the run's log)."""
+def _cell(tmp_path: Path, name: str, *overrides: str, own_process: bool = False) -> tuple[dict, str]:
+    """One cell in its own run folder, all cells sharing one cache; (results.json, the run's log). The first cell
+    runs in its own `python -m ssl_lightning` process, the later ones in this process (the entry function): what
+    they reuse comes from disk, written by another process."""
     run_dir = tmp_path / name
-    command = [sys.executable, "-m", "ssl_lightning", *CELL, *overrides, f"paths.cache={tmp_path / 'cache'}",
-               f"hydra.run.dir={run_dir}"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    args = [*CELL, *overrides, f"paths.cache={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"]
+    if own_process:
+        done = subprocess.run([sys.executable, "-m", "ssl_lightning", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    else:
+        done = call_main(entry, args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "ok", results.get("traceback")
@@ -46,7 +52,7 @@ def _common_fields(results: dict, run_dir: Path) -> None:
 
 
 def test_features_are_reused_across_processes_and_recomputed_when_the_key_changes(tmp_path):
-    knn, knn_log = _cell(tmp_path, "knn", "downstream=knn")
+    knn, knn_log = _cell(tmp_path, "knn", "downstream=knn", own_process=True)
     assert (knn["protocol"], knn["solver"], knn["chosen_k"], knn["chosen_penalty"]) == ("knn", None, 20, None)
     _common_fields(knn, tmp_path / "knn")
     assert "computing features" in knn_log and not knn["features_reused"]

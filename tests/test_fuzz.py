@@ -32,6 +32,7 @@ from ssl_lightning.data.imagefolder import load as load_imagefolder
 from ssl_lightning.errors import UserError
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 from ssl_lightning.resume_checkpoint import usable_resume
+from tests.conftest import call_main
 
 SMOKE = ("data=synthetic", "profile=smoke")
 
@@ -135,9 +136,9 @@ def _read_only(folder: Path) -> Path:
 
 
 def _call_entry(argv: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exited:
-        cli_main.entry(argv)
-    return int(exited.value.code or 0), capsys.readouterr().err
+    """The entry function in this process (tests/conftest.py puts back what the run changed): exit code, stderr."""
+    done = call_main(cli_main.entry, argv, Path.cwd())
+    return done.returncode, done.stderr
 
 
 def _assert_one_line(code: int, stderr: str, fragments: list[str], folder: Path) -> None:

@@ -1,4 +1,5 @@
-"""benchmarks.probe_cost runs end to end on tiny sizes and prints every figure (no timing checks)."""
+"""benchmarks.probe_cost runs end to end on tiny sizes and prints every figure (no timing checks). `make test` checks
+the same figures in run_all's combined tiny run (tests/test_benchmarks.py); this lone run is `make test-bench`'s."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.run_all import REGISTRY
 from tests.test_benchmarks import NUMBER, REPO
+
+pytestmark = pytest.mark.bench
 
 FIGURES = ("pretext stage (SimCLR, trained once)", "feature extraction (every train and test image)",
            "feature store read", "linear (L-BFGS, penalty grid): one extra label split",

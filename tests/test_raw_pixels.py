@@ -4,9 +4,7 @@ protocols like any encoder (its logistic regression matches scikit-learn), refus
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import torch
@@ -14,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ssl_lightning.feature_store import FILE_NAME
 from ssl_lightning.models.pixels import pixel_encoder, pixel_grid
+from tests.conftest import run_entry
 
 CELL = ("+experiment=raw_pixels", "data=synthetic", "profile=smoke")
 
@@ -31,10 +30,8 @@ def test_small_images_are_kept_and_large_ones_area_averaged_below_the_limit():
 
 
 def _cli(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ssl_lightning", *CELL, *overrides, f"paths.cache={tmp_path / 'cache'}",
-               f"hydra.run.dir={tmp_path / 'run'}"]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    """One cell through the CLI's entry function, in-process."""
+    return run_entry([*CELL, *overrides], tmp_path)
 
 
 def test_raw_pixels_are_probed_like_an_encoder_and_match_scikit_learn(tmp_path):

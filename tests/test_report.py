@@ -7,12 +7,14 @@ import json
 import math
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from ssl_lightning.report.__main__ import main as report_main
 from ssl_lightning.report.curves import mean_curve, read_scalars
+from tests.conftest import call_main
+from tests.helpers import shared_cells
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -83,8 +85,9 @@ def _write_run(root: Path, folder: str, experiment: str, protocol: str, fraction
 
 
 def _report(folder: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(folder), *extra], cwd=REPO,
-                          capture_output=True, text=True, timeout=180)
+    """`python -m ssl_lightning.report <folder> ...` through its main(argv), in this process (the real process runs
+    once, on the shared sweep: tests/conftest.py)."""
+    return call_main(report_main, [str(folder), *extra], REPO)
 
 
 def _tables(markdown: str) -> dict[str, dict[str, dict[str, str]]]:
@@ -228,15 +231,12 @@ def test_folder_without_results_exits_2(tmp_path):
     assert not (tmp_path / "results.md").exists()
 
 
-def test_report_on_a_real_multirun(cli, tmp_path):
-    done = cli("+experiment=rotation,supervised", "data=synthetic", "profile=smoke", "data.fraction=0.25,0.5",
-               multirun=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    sweep = tmp_path / "multirun"
-    results = [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]
+def test_report_on_a_real_multirun(shared_sweep):
+    sweep = shared_sweep["root"] / "multirun"
+    results = shared_cells(shared_sweep, ("rotation", "supervised"))
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
-    report = _report(sweep)
-    assert report.returncode == 0, report.stderr
+    report = shared_sweep["report"]
+    assert report["returncode"] == 0, report["stderr"]
     table = _tables((sweep / "results.md").read_text())[FINETUNE]
     names = {"rotation": "Rotation", "supervised": "Supervised"}
     for r in results:

@@ -8,11 +8,12 @@ import csv
 import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from ssl_lightning.report.__main__ import main as report_main
+from tests.conftest import call_main
 
 REPO = Path(__file__).resolve().parent.parent
 LINEAR, KNN, FINETUNE = ("synthetic — linear (test accuracy)", "synthetic — knn (test accuracy)",
@@ -49,8 +50,7 @@ def report(tmp_path_factory) -> Path:
     for experiment in ("simclr", "supervised"):  # fine-tuning: no bound columns, today's comparisons only
         for seed, acc in enumerate(ACCURACY[experiment]):
             _write(root, experiment, "finetune", 0.05, seed, acc)
-    done = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(root)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    done = call_main(report_main, [str(root)], REPO)  # `python -m ssl_lightning.report <root>`, in-process
     assert done.returncode == 0, done.stderr[-3000:]
     return root
 

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import results_files
+from tests.conftest import NEW_METHODS
+from tests.helpers import results_files, shared_cells
 
 SMALL = ["data=synthetic", "profile=smoke", "data.train_size=512", "pretext.limit_train_batches=4",
          "downstream.limit_train_batches=4", "pretext.epochs=8", "downstream.epochs=8"]
@@ -58,8 +59,9 @@ def test_sigkill_in_each_stage_then_rerun_resumes(tmp_path):
     assert not list((tmp_path / "cache" / "cells").iterdir())  # the finished cell's work folder is gone
 
 
-def test_nan_loss_stops_the_stage_with_a_message(cli, tmp_path):
-    done = cli("+experiment=rotation", "data=synthetic", "profile=smoke", "pretext.lr=1e30", "pretext.epochs=3")
+def test_nan_loss_stops_the_stage_with_a_message(cli_in_process, tmp_path):
+    done = cli_in_process("+experiment=rotation", "data=synthetic", "profile=smoke", "pretext.lr=1e30",
+                          "pretext.epochs=3")
     assert done.returncode == 1
     (cell,) = results_files(tmp_path / "run")
     assert cell["status"] == "failed"
@@ -70,28 +72,30 @@ def test_nan_loss_stops_the_stage_with_a_message(cli, tmp_path):
     assert not list((tmp_path / "cache" / "pretext").glob("*/encoder.pt"))
 
 
-def test_a_failed_cell_does_not_sink_the_sweep(cli, tmp_path):
-    done = cli("+experiment=supervised", "data=synthetic", "profile=smoke", "downstream.lr=0.05,1e30,0.1",
-               "downstream.epochs=2", multirun=True)
-    assert done.returncode == 1
-    last = done.stderr.strip().splitlines()[-1]
+def test_a_failed_cell_does_not_sink_the_sweep(shared_sweep):
+    """The shared sweep's second grid (tests/conftest.py): one SimCLR cell's loss is NaN; the other cells finish,
+    the sweep exits 1 naming it, and the report over the sweep folder still runs."""
+    done = shared_sweep["new"]
+    assert done["returncode"] == 1
+    last = done["stderr"].strip().splitlines()[-1]
     assert last.startswith("error: 1 cell(s) of the sweep failed; first: ") and "(log: " in last
-    cells = results_files(tmp_path / "multirun")
-    assert sorted(cell["status"] for cell in cells) == ["failed", "ok", "ok"]
-    report = subprocess.run([sys.executable, "-m", "ssl_lightning.report", str(tmp_path / "multirun")],
-                            capture_output=True, text=True, timeout=300)
-    assert report.returncode == 0, report.stderr
-    assert "FAILED" in report.stdout or "failed" in report.stdout
+    cells = shared_cells(shared_sweep, (*NEW_METHODS, "simclr"), (1.0,))
+    assert sorted(cell["status"] for cell in cells) == ["failed", "ok", "ok", "ok", "ok"]
+    (failed,) = [cell for cell in cells if cell["status"] == "failed"]
+    assert failed["experiment"] == "simclr" and "pretext loss became" in failed["error"]
+    report = shared_sweep["report"]
+    assert report["returncode"] == 0, report["stderr"]
+    assert "FAILED" in report["stdout"] or "failed" in report["stdout"]
 
 
-def test_corrupt_store_entry_is_retrained_not_loaded(cli, tmp_path):
+def test_corrupt_store_entry_is_retrained_not_loaded(cli_in_process, tmp_path):
     args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
-    assert cli(*args).returncode == 0
+    assert cli_in_process(*args).returncode == 0
     (encoder,) = (tmp_path / "cache" / "pretext").glob("*/encoder.pt")
     data = bytearray(encoder.read_bytes())
     data[len(data) // 2] ^= 0xFF
     encoder.write_bytes(bytes(data))
-    done = cli(*args)  # the same run folder: its log now holds both runs
+    done = cli_in_process(*args)  # the same run folder: its log now holds both runs
     assert done.returncode == 0, done.stderr[-3000:]
     second_run_log = (tmp_path / "run" / "ssl_lightning.log").read_text().split("is corrupt", 1)
     assert len(second_run_log) == 2 and "training pretext stage" in second_run_log[1]
@@ -99,17 +103,17 @@ def test_corrupt_store_entry_is_retrained_not_loaded(cli, tmp_path):
     assert cell["status"] == "ok" and cell["pretext_reused"] is False
 
 
-def test_a_truncated_pretext_resume_checkpoint_is_set_aside_and_the_run_finishes(cli, tmp_path):
+def test_a_truncated_pretext_resume_checkpoint_is_set_aside_and_the_run_finishes(cli_in_process, tmp_path):
     """Before: every rerun failed with `OSError: [Errno 22] Invalid argument` until the file was deleted by hand."""
     args = ("+experiment=rotation", "data=synthetic", "profile=smoke")
-    assert cli(*args).returncode == 0
+    assert cli_in_process(*args).returncode == 0
     (cell,) = results_files(tmp_path / "run")
     store = tmp_path / "cache" / "pretext"
     shutil.rmtree(store / cell["pretext_key"])  # as if the first run had been killed mid-stage ...
     partial = store / f"{cell['pretext_key']}.partial"
     partial.mkdir()
     (partial / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")  # ... while its checkpoint was being copied
-    done = cli(*args)
+    done = cli_in_process(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "is unreadable" in done.stdout + done.stderr and "restarts from scratch" in done.stdout + done.stderr
     assert (store / cell["pretext_key"] / "encoder.pt").is_file()

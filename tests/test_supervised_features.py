@@ -72,8 +72,8 @@ def test_the_ceiling_refuses_pretext_data_without_labels(tmp_path):
         _prepared(tmp_path, "pretext_data=synthetic")  # another generator seed: images without this task's labels
 
 
-def test_fine_tuning_the_ceiling_is_one_line_naming_the_frozen_protocols(cli, tmp_path):
-    done = cli(*CELL)  # downstream=finetune is the default
+def test_fine_tuning_the_ceiling_is_one_line_naming_the_frozen_protocols(cli_in_process, tmp_path):
+    done = cli_in_process(*CELL)  # downstream=finetune is the default
     assert done.returncode == 2, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr
@@ -82,8 +82,8 @@ def test_fine_tuning_the_ceiling_is_one_line_naming_the_frozen_protocols(cli, tm
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache" / "pretext").exists()
 
 
-def test_the_ceiling_end_to_end_trains_once_and_every_budget_reuses_it(cli, tmp_path):
-    done = cli(*CELL, "downstream=linear", "data.fraction=0.25,0.5", multirun=True, timeout=900)
+def test_the_ceiling_end_to_end_trains_once_and_every_budget_reuses_it(cli_in_process, tmp_path):
+    done = cli_in_process(*CELL, "downstream=linear", "data.fraction=0.25,0.5", multirun=True)
     assert done.returncode == 0, done.stderr[-3000:]
     cells = sorted(results_files(tmp_path / "multirun"), key=lambda cell: cell["fraction"])
     assert [cell["fraction"] for cell in cells] == [0.25, 0.5]

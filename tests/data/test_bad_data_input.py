@@ -1,7 +1,7 @@
 """Bad data input through the real CLI: one `error:` line, exit code 2, and no run folder or pretext entry left.
 
 Each case runs in-process through the CLI's entry function (tests/test_fuzz.py holds the wider table); the one
-case that trains runs as a real subprocess.
+case that trains runs there too, to the end.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_entry
 from tests.data.writers import write_png
 
 COMMON = ("profile=smoke",)
@@ -84,13 +84,10 @@ def _skip_args(folder: Path) -> list[str]:
 
 
 def _in_process(args: list[str], folder: Path, capsys) -> tuple[int, str]:
-    """`entry(argv)` as `python -m ssl_lightning` runs it, outputs inside `folder`."""
-    from ssl_lightning.__main__ import entry
-
-    argv = [*args, f"paths.cache={folder / 'cache'}", f"hydra.run.dir={folder / 'run'}"]
-    with pytest.raises(SystemExit) as exited:
-        entry(argv)
-    return int(exited.value.code or 0), capsys.readouterr().err
+    """`entry(argv)` as `python -m ssl_lightning` runs it, outputs inside `folder` (tests/conftest.py puts back
+    what the run changed in this process)."""
+    done = run_entry(args, folder)
+    return done.returncode, done.stderr
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -113,7 +110,7 @@ def test_bad_data_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, mo
 
 def test_skipping_unreadable_images_lets_the_run_finish(tmp_path):
     folder = tmp_path
-    result = run_cli([*COMMON, "+experiment=supervised", *_skip_args(folder)], folder)
+    result = run_entry([*COMMON, "+experiment=supervised", *_skip_args(folder)], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((folder / "run" / "results.json").read_text())
     assert results["status"] == "ok" and results["data"] == "imagefolder"

@@ -1,4 +1,5 @@
-"""benchmarks.group_leakage runs end to end in its tiny mode and prints both arms and the inflation."""
+"""benchmarks.group_leakage runs end to end in its tiny mode and prints both arms and the inflation (an opt-in
+benchmark script: the `bench` marker keeps it out of `make test`; `make test-bench` runs it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.bench
 
 
 def test_group_leakage_tiny_prints_both_accuracies_and_the_inflation():

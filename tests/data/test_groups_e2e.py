@@ -11,11 +11,11 @@ from tests.helpers import log_text, results_files
 TILES = {"benign": [5, 4, 6, 4], "malignant": [4, 6, 5, 5], "normal": [5, 5, 4, 6]}
 
 
-def test_simclr_on_a_patient_tree_splits_by_patient(cli, tmp_path):
+def test_simclr_on_a_patient_tree_splits_by_patient(cli_in_process, tmp_path):
     root = tmp_path / "tiles"
     write_patient_tree(root, TILES, size=16)
-    done = cli("+experiment=simclr", "data=imagefolder", f"data.root={root}", "data.include=**/x40/*.png",
-               "data.fraction=0.5", "profile=smoke")
+    done = cli_in_process("+experiment=simclr", "data=imagefolder", f"data.root={root}", "data.include=**/x40/*.png",
+                          "data.fraction=0.5", "profile=smoke")
     assert done.returncode == 0, done.stderr[-3000:]
     subset = json.loads((tmp_path / "run" / "subset.json").read_text())
     groups = {part: set(ids) for part, ids in subset["groups"].items()}
@@ -30,9 +30,9 @@ def test_simclr_on_a_patient_tree_splits_by_patient(cli, tmp_path):
     assert "grouping by the first folder below the class folder: 4 / 4 / 4 groups" in log_text(tmp_path / "run")
 
 
-def test_split_seeds_swept_with_one_seed_share_one_pretext_encoder(cli, tmp_path):
-    done = cli("+experiment=rotation", "data=synthetic", "data.train_size=96", "data.test_size=16", "profile=smoke",
-               "seed=0", "data.split_seed=0,1", "data.fraction=0.5", multirun=True)
+def test_split_seeds_swept_with_one_seed_share_one_pretext_encoder(cli_in_process, tmp_path):
+    done = cli_in_process("+experiment=rotation", "data=synthetic", "data.train_size=96", "data.test_size=16",
+                          "profile=smoke", "seed=0", "data.split_seed=0,1", "data.fraction=0.5", multirun=True)
     assert done.returncode == 0, done.stderr[-3000:]
     cells = sorted(results_files(tmp_path / "multirun"), key=lambda r: r["split_seed"])
     assert [c["status"] for c in cells] == ["ok", "ok"]

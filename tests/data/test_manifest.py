@@ -133,12 +133,12 @@ def test_a_patient_in_train_and_test_is_refused_by_the_guard(collection):
         check_group_leakage(images, split.labeled, split.val, split.pool)
 
 
-def test_cli_refuses_a_manifest_with_one_patient_on_both_sides(collection, cli):
+def test_cli_refuses_a_manifest_with_one_patient_on_both_sides(collection, cli_in_process):
     root, owner = collection
     rows = tree_rows(root, owner)
     next(r for r in rows if r[2] == "benign-p3")[3] = "test"
     csv_path = write_csv(root / "m.csv", ["path", "label", "group", "split"], rows)
-    done = cli("+experiment=supervised", "data=manifest", f"data.manifest={csv_path}", "profile=smoke")
+    done = cli_in_process("+experiment=supervised", "data=manifest", f"data.manifest={csv_path}", "profile=smoke")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "group 'benign-p3' is in both" in done.stderr
     assert "Traceback" not in done.stderr
