@@ -17,12 +17,12 @@ import torch
 
 from benchmarks.common import Report, apply_threads, base_parser, print_machine, repeats_from, timed
 from ssl_lightning.data.augment import random_shift_flip, to_unit_float
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
-from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
-from ssl_lightning.trainer_factory import prepare_module
+from ssl_lightning.training.trainer_factory import prepare_module
 
 METHODS = (*registry.methods(), "classifier")  # every registered pretext method, then the downstream classifier
 DEFAULT_METHODS = ("rotation", "rotation_jitter", "simclr", "classifier")  # the original study's

@@ -34,8 +34,8 @@ from ssl_lightning.data import DataConfig, ImageSet, load_dataset
 from ssl_lightning.data.datamodules import DownstreamDataModule, PretextDataModule
 from ssl_lightning.data.fractions import make_label_split
 from ssl_lightning.errors import UserError
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods import registry
-from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 

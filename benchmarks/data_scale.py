@@ -53,7 +53,7 @@ STORE_VS_MEMORY_TARGET = Target(">=", 0.9)
 _CHILD = """
 import json, os, runpy, sys, time
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-import ssl_lightning.pipeline as pipeline
+import ssl_lightning.stages.pipeline as pipeline
 _events = open(os.environ["BENCH_EVENTS"], "a")
 def _note(event):
     _events.write(json.dumps({"event": event, "time": time.time()}) + "\\n")

@@ -45,8 +45,8 @@ def run_cell(overrides: list[str], folder: Path) -> dict:
 
 def time_split(settings, cell, features, device) -> tuple[float, float]:
     """(seconds, test accuracy) of one probe on one label split: fit, choose on validation, test once."""
-    from ssl_lightning.frozen_stage import evaluate_probe, fit_probe
-    from ssl_lightning.metrics import classification_metrics
+    from ssl_lightning.evaluation.metrics import classification_metrics
+    from ssl_lightning.stages.frozen_stage import evaluate_probe, fit_probe
 
     started = time.perf_counter()
     fit = fit_probe(settings.downstream, "last", features, cell.split, cell.images.num_classes, device)
@@ -88,9 +88,9 @@ def measure_splits(results: dict, splits: int) -> dict:
     """Time both probes on split seeds 1..splits of the first cell's encoder, its features read from the store."""
     from omegaconf import OmegaConf
 
-    from ssl_lightning.feature_store import CachedFeatures, FeatureStore
-    from ssl_lightning.frozen_stage import probe_device
-    from ssl_lightning.pipeline import prepare
+    from ssl_lightning.stages.feature_store import CachedFeatures, FeatureStore
+    from ssl_lightning.stages.frozen_stage import probe_device
+    from ssl_lightning.stages.pipeline import prepare
 
     config = OmegaConf.create(results["config"])
     started = time.perf_counter()

@@ -12,13 +12,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ssl_lightning import sweep_status
-from ssl_lightning.cell_threads import parallel_jobs, share_cores
-from ssl_lightning.cli_checks import check_group_choices, group_options, route_method_overrides
-from ssl_lightning.cli_errors import exit_with_user_error, failure_line
+from ssl_lightning.cli import sweep_status
+from ssl_lightning.cli.cli_checks import check_group_choices, group_options, route_method_overrides
+from ssl_lightning.cli.cli_errors import exit_with_user_error, failure_line
+from ssl_lightning.cli.preflight import check_run, parse
+from ssl_lightning.cli.unknown_keys import check_known_keys
 from ssl_lightning.errors import UserError
-from ssl_lightning.preflight import check_run, parse
-from ssl_lightning.unknown_keys import check_known_keys
+from ssl_lightning.training.cell_threads import parallel_jobs, share_cores
 
 log = logging.getLogger("ssl_lightning")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> None:
     jobs = parallel_jobs(HydraConfig.get().launcher)
     if jobs is not None:
         share_cores(jobs)  # before torch starts its thread pool in this worker
-    from ssl_lightning import pipeline  # heavy imports after Hydra has parsed the command line
+    from ssl_lightning.stages import pipeline  # heavy imports after Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     single = HydraConfig.get().mode.name == "RUN"

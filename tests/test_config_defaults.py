@@ -15,12 +15,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ssl_lightning.config.settings import DownstreamSettings, TrainerSettings, from_config
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.models.backbones import BackboneConfig
-from ssl_lightning.settings import DownstreamSettings, TrainerSettings, from_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -95,7 +95,7 @@ def test_an_unknown_key_in_any_section_is_refused(key: str) -> None:
 
 def test_suite_sections_set_by_an_experiment_file_are_no_method_sections() -> None:
     """simclr.yaml sets `pretext.exclude_norm_bias`; `pretext.*` overrides stay the suite's for every experiment."""
-    from ssl_lightning.cli_checks import method_sections, route_method_overrides
+    from ssl_lightning.cli.cli_checks import method_sections, route_method_overrides
 
     assert method_sections(CONF)["simclr"] == {"simclr"}
     argv = ["+experiment=rotation", "pretext.lr=0.3", "pretext.exclude_norm_bias=true"]

@@ -1,7 +1,7 @@
 """Test metrics of a downstream run: balanced accuracy, macro-F1, confusion matrix and patient-level results.
 
-The numbers come from the tested checkpoint's class probabilities through `ssl_lightning.metrics`; these tests
-recompute them independently (a fresh classifier loaded from the kept checkpoint, or the confusion matrix itself).
+The numbers come from the tested checkpoint's class probabilities through `ssl_lightning.evaluation.metrics`; these
+tests recompute them independently (a fresh classifier loaded from the kept checkpoint, or the confusion matrix itself).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from torchmetrics.classification import MulticlassAccuracy
 
-from ssl_lightning import pipeline
 from ssl_lightning.data.augment import to_unit_float
-from ssl_lightning.downstream_stage import run_downstream
-from ssl_lightning.methods.classifier import BalancedAccuracy, Classifier
-from ssl_lightning.metrics import balanced_accuracy, classification_metrics, confusion_matrix
+from ssl_lightning.evaluation.classifier import BalancedAccuracy, Classifier
+from ssl_lightning.evaluation.metrics import balanced_accuracy, classification_metrics, confusion_matrix
 from ssl_lightning.models.backbones import build_encoder
+from ssl_lightning.stages import pipeline
+from ssl_lightning.stages.downstream_stage import run_downstream
 from tests.helpers import results_files, scalar_tags
 
 CONF = Path(__file__).resolve().parent.parent / "conf"

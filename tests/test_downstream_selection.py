@@ -15,13 +15,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ssl_lightning import pipeline
-from ssl_lightning.downstream_selection import METRICS, resolve_monitor, selected_on, validation_key
-from ssl_lightning.downstream_stage import NoValidationMetric, check_validation_images, run_downstream
+from ssl_lightning.config.settings import from_config
 from ssl_lightning.errors import UserError
-from ssl_lightning.finite_guard import DivergenceError
-from ssl_lightning.methods.classifier import Classifier
-from ssl_lightning.settings import from_config
+from ssl_lightning.evaluation.classifier import Classifier
+from ssl_lightning.evaluation.downstream_selection import METRICS, resolve_monitor, selected_on, validation_key
+from ssl_lightning.stages import pipeline
+from ssl_lightning.stages.downstream_stage import NoValidationMetric, check_validation_images, run_downstream
+from ssl_lightning.training.finite_guard import DivergenceError
 from tests.helpers import log_text, results_files
 from tests.methods.lightning_kit import compact_encoder, constant_sgd, downstream_data, fit, synthetic_images
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_lightning.embeddings import MAX_IMAGES, subsample
 from ssl_lightning.report.__main__ import main as report_main
+from ssl_lightning.stages.embeddings import MAX_IMAGES, subsample
 from tests.conftest import call_main
 from tests.helpers import shared_cells
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from ssl_lightning.epoch_log import EpochLine
-from ssl_lightning.settings import TrainerSettings
-from ssl_lightning.trainer_factory import build_trainer
+from ssl_lightning.config.settings import TrainerSettings
+from ssl_lightning.training.epoch_log import EpochLine
+from ssl_lightning.training.trainer_factory import build_trainer
 from tests.helpers import cell_log, shared_cells
 
 NUMBER = r"[0-9.]+"

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from ssl_lightning.export import main as export_main
-from ssl_lightning.export import strip_prefix, write_encoder
+from ssl_lightning.export.encoders import main as export_main
+from ssl_lightning.export.encoders import strip_prefix, write_encoder
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
 from ssl_lightning.models.init import apply_init
 from tests.conftest import call_main

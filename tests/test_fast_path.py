@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.config.settings import TrainerSettings
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
-from ssl_lightning.settings import TrainerSettings
-from ssl_lightning.trainer_factory import CPU_CHANNELS_LAST_MAX_PX, prepare_module, use_channels_last
+from ssl_lightning.training.trainer_factory import CPU_CHANNELS_LAST_MAX_PX, prepare_module, use_channels_last
 
 
 @pytest.mark.parametrize(("choice", "accelerator", "channels", "size", "expected"), [

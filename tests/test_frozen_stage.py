@@ -15,7 +15,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from ssl_lightning.__main__ import entry
-from ssl_lightning.feature_store import FILE_NAME, FeatureStore
+from ssl_lightning.stages.feature_store import FILE_NAME, FeatureStore
 from tests.conftest import call_main
 from tests.helpers import log_text
 

@@ -25,13 +25,13 @@ import torch
 from PIL import Image
 
 from ssl_lightning import __main__ as cli_main
-from ssl_lightning.cli_errors import describe_cause, failure_line
+from ssl_lightning.cli.cli_errors import describe_cause, failure_line
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.image_store import ImageStore, StoreRequest, store_key
 from ssl_lightning.data.imagefolder import load as load_imagefolder
 from ssl_lightning.errors import UserError
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
-from ssl_lightning.resume_checkpoint import usable_resume
+from ssl_lightning.training.resume_checkpoint import usable_resume
 from tests.conftest import call_main
 
 SMOKE = ("data=synthetic", "profile=smoke")
@@ -175,7 +175,7 @@ def test_bad_paths_are_one_line_exit_2(name, build, fragments, in_folder, capsys
 
 
 def test_gpu_index_lists_pass_the_list_check():
-    from ssl_lightning.validation import check_booleans
+    from ssl_lightning.config.validation import check_booleans
 
     check_booleans({"trainer": {"devices": [0, 1]}}, {"trainer": {"devices": 1}})
     with pytest.raises(UserError, match="trainer.compile=1 is invalid: use true or false"):
@@ -444,7 +444,7 @@ EXPORT_CASES = [
                          ids=[c[0] for c in EXPORT_CASES])
 def test_export_refuses_unreadable_sources_and_writes_nothing(tmp_path, capsys, name, best, encoder, extra,
                                                               fragments):
-    from ssl_lightning.export import main as export_main
+    from ssl_lightning.export.encoders import main as export_main
 
     run = _fake_run(tmp_path, best, encoder)
     code = export_main([str(run), "--cache", str(tmp_path / "cache"), *extra])
@@ -456,7 +456,7 @@ def test_export_refuses_unreadable_sources_and_writes_nothing(tmp_path, capsys, 
 
 
 def test_export_encoder_only_and_full_export_land_whole(tmp_path, capsys):
-    from ssl_lightning.export import main as export_main
+    from ssl_lightning.export.encoders import main as export_main
 
     run = _fake_run(tmp_path, None)
     assert export_main([str(run), "--cache", str(tmp_path / "cache"), "--encoder-only"]) == 0

@@ -1,5 +1,5 @@
-"""One identity rule per cache key (ssl_lightning/identity.py): every config key is part of the pretext store key,
-the downstream work-folder key, or declared as changing neither, and the keys follow the declarations.
+"""One identity rule per cache key (ssl_lightning/config/identity.py): every config key is part of the pretext store
+key, the downstream work-folder key, or declared as changing neither, and the keys follow the declarations.
 
 Before, the downstream key left out `data.val_per_label` (a resumed cell could reuse candidates chosen on another
 validation subset) and the pretext key held `data.balance` (which does not change the pretext pool).
@@ -15,11 +15,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ssl_lightning.identity import DECLARED, DOWNSTREAM, PRETEXT, declaration, stage_values
+from ssl_lightning.config.identity import DECLARED, DOWNSTREAM, PRETEXT, declaration, stage_values
+from ssl_lightning.config.settings import RunSettings, from_config
 from ssl_lightning.methods import registry
-from ssl_lightning.pipeline import downstream_key
-from ssl_lightning.pretext_stage import pretext_key
-from ssl_lightning.settings import RunSettings, from_config
+from ssl_lightning.stages.pipeline import downstream_key
+from ssl_lightning.stages.pretext_stage import pretext_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SECTIONS = tuple(sorted({registry.get(name).section for name in registry.experiments()
@@ -60,7 +60,7 @@ def test_every_key_of_every_composed_config_is_declared() -> None:
             seen.add(key)
             if declaration(key, SECTIONS) is None:
                 undeclared.add(key)
-    assert undeclared == set(), "declare these in ssl_lightning/identity.py DECLARED"
+    assert undeclared == set(), "declare these in ssl_lightning/config/identity.py DECLARED"
     assert {"data.val_per_label", "data.balance", "downstream.lr", "simclr.temperature"} <= seen
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from ssl_lightning.metrics import classification_metrics
+from ssl_lightning.evaluation.metrics import classification_metrics
 
 
 def _probabilities(predicted: list[int], num_classes: int) -> torch.Tensor:

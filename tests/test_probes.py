@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from sklearn.linear_model import LogisticRegression
 
-from ssl_lightning import settings as settings_module
+from ssl_lightning.config import settings as settings_module
 from ssl_lightning.errors import UserError
 from ssl_lightning.probes.knn import knn_probabilities
 from ssl_lightning.probes.logistic import Standardizer, accuracy, fit_logistic, select_penalty

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from ssl_lightning.feature_store import FILE_NAME
 from ssl_lightning.models.pixels import pixel_encoder, pixel_grid
+from ssl_lightning.stages.feature_store import FILE_NAME
 from tests.conftest import run_entry
 
 CELL = ("+experiment=raw_pixels", "data=synthetic", "profile=smoke")

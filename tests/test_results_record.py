@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ssl_lightning import pipeline, record
+from ssl_lightning import record
 from ssl_lightning.methods import registry
 from ssl_lightning.record import LEGACY_VERSION, SCHEMA_VERSION, MetricSpec, RunRecord
 from ssl_lightning.report import csvfile
 from ssl_lightning.report.__main__ import main as report_main
 from ssl_lightning.report.collect import collect
 from ssl_lightning.report.configs import relevant
+from ssl_lightning.stages import pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 IDENTITY = {"status": "running", "experiment": "simclr", "data": "synthetic", "fraction": 0.25, "seed": 1,

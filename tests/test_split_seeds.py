@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ssl_lightning import pipeline
-from ssl_lightning import settings as settings_module
+from ssl_lightning.config import settings as settings_module
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
+from ssl_lightning.stages import pipeline
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 CELL = ["data=synthetic", "profile=smoke", "downstream=linear", "data.fraction=0.25"]

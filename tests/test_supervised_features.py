@@ -11,12 +11,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from ssl_lightning import pipeline, pretext_stage
 from ssl_lightning.data.pool_labels import NO_LABEL, LabelledPretextDataModule
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.supervised_features import ENCODER_KIND, NAME, SupervisedFeatures
-from ssl_lightning.pretext_store import PretextStore
+from ssl_lightning.stages import pipeline, pretext_stage
+from ssl_lightning.stages.pretext_store import PretextStore
 from tests.helpers import log_text, results_files
 from tests.methods.lightning_kit import compact_encoder, constant_sgd, watch_encoder_inputs
 
@@ -121,7 +121,7 @@ def test_the_ceiling_trains_with_the_fine_tuning_augmentation_and_stain_jitter()
 
 
 def test_the_store_key_holds_the_augment_switch_and_not_the_budget():
-    from ssl_lightning.settings import from_config
+    from ssl_lightning.config.settings import from_config
 
     def key(*overrides: str) -> str:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl_lightning.cli_checks import group_options
+from ssl_lightning.cli.cli_checks import group_options
+from ssl_lightning.cli.unknown_keys import check_known_keys
 from ssl_lightning.errors import UserError
-from ssl_lightning.unknown_keys import check_known_keys
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -8,8 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ssl_lightning.config.validation import check_values, problems, rule_for
 from ssl_lightning.errors import UserError
-from ssl_lightning.validation import check_values, problems, rule_for
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -20,7 +20,6 @@ from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.mapped_images import ExpandChannels, LazyImages, ResizedImages, concatenate
 from ssl_lightning.errors import UserError
-from ssl_lightning.identity import source_identity
 
 TARGET = "target"
 
@@ -31,7 +30,9 @@ class PretextImages:
     train_indices: np.ndarray
     val_indices: np.ndarray
     label: str  # readable description, e.g. "target+kidney"
-    identity: list[dict[str, Any]]  # what determines the images (for the store key)
+    # What determines the images, for the store key: (entry, its data settings; None for the target's own pool).
+    # The pipeline turns it into the key's part (identity.sources_identity): data stays below the key rules.
+    identity: list[tuple[str, DataConfig | None]]
     # Label per row, only for a method that trains on the pool's labels (data/pool_labels.py); None for the rest.
     train_labels: torch.Tensor | None = None
 
@@ -112,16 +113,15 @@ def assemble(target: ImageSet, pool: np.ndarray, val: np.ndarray, sources: dict[
         extra = resize_square(to_channels(target.extra_unlabeled, channels), size)
         train.append(np.arange(len(extra)) + sum(len(p) for p in parts))
         parts.append(extra)
-    identity: list[dict[str, Any]] = []
+    identity: list[tuple[str, DataConfig | None]] = []
     for entry, config in sources.items():
+        identity.append((entry, config))
         if config is None:
-            identity.append({"entry": entry, "target": True})
             continue
         images = resize_square(to_channels(loaded[entry].train_images, channels), size)
         offset = sum(len(p) for p in parts)
         train.append(np.arange(len(images)) + offset)
         parts.append(images)
-        identity.append({"entry": entry, **source_identity(config)})
     if not train:
         raise UserError("pretext_data selects no images; use pretext_data=target or add a data set")
     return PretextImages(concatenate(parts), np.concatenate(train), val,

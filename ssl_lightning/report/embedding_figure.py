@@ -18,9 +18,9 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from ssl_lightning.embeddings import FILE_NAME, load_embeddings  # noqa: E402
 from ssl_lightning.report.budget import Budget  # noqa: E402
 from ssl_lightning.report.collect import Run  # noqa: E402
+from ssl_lightning.stages.embeddings import FILE_NAME, load_embeddings  # noqa: E402
 
 DEFAULT_POINTS = 2000  # t-SNE of 2,000 points takes seconds per panel on 2 CPU cores; 5,000 about a minute
 

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from ssl_lightning.data.config import EVAL_BATCH_PIXELS, eval_batch
 from ssl_lightning.errors import UserError
-from ssl_lightning.pipeline import prepare
+from ssl_lightning.stages.pipeline import prepare
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -16,13 +16,13 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 
+from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
-from ssl_lightning.settings import TrainerSettings
-from ssl_lightning.trainer_factory import build_trainer
+from ssl_lightning.training.trainer_factory import build_trainer
 from tests.distributed.spawning import use_ranks_from_environment
 
 SEED = 5

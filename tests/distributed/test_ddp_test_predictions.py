@@ -18,16 +18,16 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 
+from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.data import synthetic
 from ssl_lightning.data.augment import to_unit_float
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.datamodules import DownstreamDataModule
-from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.evaluation.classifier import Classifier
+from ssl_lightning.evaluation.metrics import classification_metrics
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.metrics import classification_metrics
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
-from ssl_lightning.settings import TrainerSettings
-from ssl_lightning.trainer_factory import build_trainer
+from ssl_lightning.training.trainer_factory import build_trainer
 from tests.distributed.spawning import free_port, run_processes, use_ranks_from_environment
 
 WORLD = 2

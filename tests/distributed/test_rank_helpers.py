@@ -1,4 +1,5 @@
-"""ssl_lightning.distributed: rank detection from each launcher's variables, and rank-0 decisions shared by file."""
+"""ssl_lightning.training.distributed: rank detection from each launcher's variables, and rank-0 decisions shared
+by file."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from ssl_lightning import distributed
+from ssl_lightning.training import distributed
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK",
                   "SLURM_JOB_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID", distributed.LAUNCH_VARIABLE)

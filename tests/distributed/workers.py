@@ -18,22 +18,22 @@ import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.strategies import DDPStrategy
 
+from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.data import synthetic
 from ssl_lightning.data.augment import to_unit_float
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.datamodules import DownstreamDataModule, PretextDataModule
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.barlow_twins import barlow_twins_loss
-from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.losses import nt_xent
 from ssl_lightning.methods.monitor import knn_leave_one_out_accuracy
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
-from ssl_lightning.settings import TrainerSettings
-from ssl_lightning.trainer_factory import build_trainer
+from ssl_lightning.training.trainer_factory import build_trainer
 from tests.distributed.spawning import use_ranks_from_environment
 
 TEMPERATURE = 0.5

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from ssl_lightning.errors import UserError
-from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder

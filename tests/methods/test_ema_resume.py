@@ -16,15 +16,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from ssl_lightning import pretext_stage
+from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.methods.byol import BYOLParams, BYOLPretext
 from ssl_lightning.methods.moco import MoCoParams, MoCoPretext
-from ssl_lightning.pipeline import prepare
-from ssl_lightning.pretext_store import PretextStore
-from ssl_lightning.settings import TrainerSettings
-from ssl_lightning.trainer_factory import build_trainer
+from ssl_lightning.stages import pretext_stage
+from ssl_lightning.stages.pipeline import prepare
+from ssl_lightning.stages.pretext_store import PretextStore
+from ssl_lightning.training.trainer_factory import build_trainer
 from tests.methods.lightning_kit import compact_encoder, constant_sgd, state_copy, synthetic_images
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ssl_lightning.finite_guard import DivergenceError, FiniteLossGuard
+from ssl_lightning.training.finite_guard import DivergenceError, FiniteLossGuard
 
 
 class NanAtStep(pl.LightningModule):

@@ -12,12 +12,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from ssl_lightning.config.settings import from_config
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods.lars import LARS
 from ssl_lightning.methods.optim import OptimConfig, build_optimizer
 from ssl_lightning.models.backbones import build_encoder
-from ssl_lightning.pretext_stage import build_method
-from ssl_lightning.settings import from_config
+from ssl_lightning.stages.pretext_stage import build_method
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

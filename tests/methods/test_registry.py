@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ssl_lightning import settings as settings_module
-from ssl_lightning.cli_checks import group_options, route_method_overrides
+from ssl_lightning.cli.cli_checks import group_options, route_method_overrides
+from ssl_lightning.config import settings as settings_module
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods import registry
-from ssl_lightning.pretext_stage import build_method, pretext_key
 from ssl_lightning.report import columns
+from ssl_lightning.stages.pretext_stage import build_method, pretext_key
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 NEW_METHODS = ("byol", "moco", "barlow_twins", "dino")

@@ -7,8 +7,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods import registry
-from ssl_lightning.methods.classifier import Classifier
 from tests.methods.lightning_kit import (
     compact_encoder,
     constant_sgd,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 
-from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods.rotation import RotationPretext
 from ssl_lightning.methods.simclr import SimCLRPretext
 from tests.methods.lightning_kit import (

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ssl_lightning.cli_errors import describe_cause
+from ssl_lightning.cli.cli_errors import describe_cause
 
 failed_cells: list[str] = []
 

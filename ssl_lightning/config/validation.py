@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ssl_lightning.dotted import lookup
+from ssl_lightning.config.dotted import lookup
 from ssl_lightning.errors import UserError
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range

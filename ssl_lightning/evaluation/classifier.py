@@ -5,7 +5,8 @@ statistics included, and trains only the new head. The pretext head or projector
 
 Validation logs accuracy and balanced accuracy (names from `downstream_selection.validation_key`, which
 checkpointing and early stopping watch). Testing keeps every test image's class probabilities, gathered from
-all processes in the test split's order, and turns them into the shared test metrics (`ssl_lightning.metrics`).
+all processes in the test split's order, and turns them into the shared test metrics
+(`ssl_lightning.evaluation.metrics`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ssl_lightning.data.augment import downstream_view, standardize, to_unit_float
 from ssl_lightning.data.augment_streams import augment_options
-from ssl_lightning.downstream_selection import validation_key
+from ssl_lightning.evaluation.downstream_selection import validation_key
+from ssl_lightning.evaluation.metrics import ClassificationMetrics, classification_metrics
 from ssl_lightning.methods.optim import OptimConfig, configure
-from ssl_lightning.metrics import ClassificationMetrics, classification_metrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import classifier_head
 from ssl_lightning.record import TEST_METRICS
@@ -35,7 +36,7 @@ class BalancedAccuracy(MulticlassAccuracy):
 
     torchmetrics' `average="macro"` leaves out only classes with neither images nor predictions: a class without
     validation images that the model predicts anyway enters with recall 0. Balanced accuracy (as
-    `ssl_lightning.metrics.balanced_accuracy` and scikit-learn define it) averages over the classes present.
+    `ssl_lightning.evaluation.metrics.balanced_accuracy` and scikit-learn define it) averages over the classes present.
     """
 
     def __init__(self, num_classes: int):

@@ -15,10 +15,10 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from ssl_lightning.epoch_log import EpochLine, silence_lightning_tips, stdout_is_terminal
+from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.errors import UserError
-from ssl_lightning.finite_guard import FiniteLossGuard
-from ssl_lightning.settings import TrainerSettings
+from ssl_lightning.training.epoch_log import EpochLine, silence_lightning_tips, stdout_is_terminal
+from ssl_lightning.training.finite_guard import FiniteLossGuard
 
 log = logging.getLogger(__name__)
 # Our checkpoint folders also hold TensorBoard events and resumable state: expected, not worth a warning.

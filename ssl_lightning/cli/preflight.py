@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ssl_lightning.config.trainer_checks import check_trainer
+from ssl_lightning.config.validation import check_booleans, leaves
 from ssl_lightning.errors import UserError
-from ssl_lightning.trainer_checks import check_trainer
-from ssl_lightning.validation import check_booleans, leaves
 
 MODE_FLAGS = {"-m", "--multirun"}
 HYDRA_DOCS = "https://hydra.cc/docs/advanced/override_grammar/basic/"
@@ -167,8 +167,8 @@ def check_cell(config: Any, defaults: Any, multirun: bool) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from ssl_lightning import settings as settings_module
-    from ssl_lightning.trainer_factory import check_accelerator
+    from ssl_lightning.config import settings as settings_module
+    from ssl_lightning.training.trainer_factory import check_accelerator
 
     HydraConfig.instance().set_config(config)  # ${hydra:runtime.cwd} in paths.cache
     if multirun:

@@ -11,17 +11,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ssl_lightning.config.validation import check_values
 from ssl_lightning.data.config import DataConfig
-from ssl_lightning.downstream_selection import MONITORS, SELECTS, no_validation_message
 from ssl_lightning.errors import UserError
+from ssl_lightning.evaluation.classifier import PROTOCOLS
+from ssl_lightning.evaluation.downstream_selection import MONITORS, SELECTS, no_validation_message
 from ssl_lightning.methods import registry
-from ssl_lightning.methods.classifier import PROTOCOLS
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.methods.supervised_features import refuse_finetuning
 from ssl_lightning.models.backbones import BackboneConfig
 from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields, is_frozen
-from ssl_lightning.validation import check_values
 
 HEADS = ("linear", "mlp")
 

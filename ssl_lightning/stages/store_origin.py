@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ssl_lightning.results import git_commit
-from ssl_lightning.settings import RunSettings
+from ssl_lightning.config.settings import RunSettings
+from ssl_lightning.stages.results import git_commit
 
 
 def card_fields(settings: RunSettings) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from ssl_lightning.config.dotted import lookup
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.manifest import manifest_identity
-from ssl_lightning.dotted import lookup
 from ssl_lightning.models.init import init_identity
 
 PRETEXT, DOWNSTREAM = "pretext", "downstream"
@@ -198,3 +198,10 @@ def source_identity(config: DataConfig) -> dict[str, Any]:
     stage, the same rule as the target's."""
     values = {"data": asdict(config)}
     return {key.removeprefix("data."): value for key, value in stage_values(values, PRETEXT).items()}
+
+
+def sources_identity(sources: list[tuple[str, DataConfig | None]]) -> list[dict[str, Any]]:
+    """The pretext sources' part of the store key: per entry its name and either `target` (the downstream data
+    set's own pool) or the source's identity."""
+    return [{"entry": entry, "target": True} if config is None else {"entry": entry, **source_identity(config)}
+            for entry, config in sources]

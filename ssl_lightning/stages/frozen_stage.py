@@ -19,14 +19,20 @@ import torch
 import torch.nn.functional as F
 
 from ssl_lightning.atomic import write_npz, write_torch
+from ssl_lightning.config.settings import DownstreamSettings, RunSettings
 from ssl_lightning.data.augment import standardize, to_unit_float
 from ssl_lightning.data.base import Images, ImageSet
 from ssl_lightning.data.fractions import LabelSplit
 from ssl_lightning.data.mapped_images import take
-from ssl_lightning.distributed import is_global_zero
-from ssl_lightning.embeddings import FILE_NAME as EMBEDDINGS_FILE
-from ssl_lightning.embeddings import MAX_IMAGES, subsample
-from ssl_lightning.feature_store import (
+from ssl_lightning.evaluation.metrics import ClassificationMetrics, classification_metrics
+from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.models.probe import stage_count, truncated
+from ssl_lightning.probes.config import is_frozen
+from ssl_lightning.probes.knn import knn_probabilities
+from ssl_lightning.probes.logistic import LogisticModel, Standardizer, accuracy, select_penalty
+from ssl_lightning.stages.embeddings import FILE_NAME as EMBEDDINGS_FILE
+from ssl_lightning.stages.embeddings import MAX_IMAGES, subsample
+from ssl_lightning.stages.feature_store import (
     EVAL_TRANSFORM,
     CachedFeatures,
     FeatureStore,
@@ -34,13 +40,7 @@ from ssl_lightning.feature_store import (
     image_identity,
     tensor_digest,
 )
-from ssl_lightning.metrics import ClassificationMetrics, classification_metrics
-from ssl_lightning.models.backbones import Encoder
-from ssl_lightning.models.probe import stage_count, truncated
-from ssl_lightning.probes.config import is_frozen
-from ssl_lightning.probes.knn import knn_probabilities
-from ssl_lightning.probes.logistic import LogisticModel, Standardizer, accuracy, select_penalty
-from ssl_lightning.settings import DownstreamSettings, RunSettings
+from ssl_lightning.training.distributed import is_global_zero
 
 log = logging.getLogger(__name__)
 CHECKPOINT = Path("checkpoints") / "probe.pt"

@@ -30,7 +30,7 @@ from filelock import FileLock, Timeout
 
 from ssl_lightning.atomic import write_json, write_torch
 from ssl_lightning.file_hash import file_sha256
-from ssl_lightning.pretext_store import config_key
+from ssl_lightning.stages.pretext_store import config_key
 
 log = logging.getLogger(__name__)
 FILE_NAME = "features.pt"

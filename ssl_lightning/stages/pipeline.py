@@ -17,7 +17,9 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from ssl_lightning import settings as settings_module
+from ssl_lightning.config import settings as settings_module
+from ssl_lightning.config.identity import DOWNSTREAM, PRETEXT, sources_identity, stage_values
+from ssl_lightning.config.settings import RunSettings
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import eval_batch
@@ -34,10 +36,6 @@ from ssl_lightning.data.pretext_sources import (
     to_channels,
 )
 from ssl_lightning.data.stain import check_stain_channels
-from ssl_lightning.distributed import forget_shared, is_global_zero
-from ssl_lightning.downstream_stage import check_validation_images, run_downstream
-from ssl_lightning.frozen_stage import run_frozen, uses_frozen_stage
-from ssl_lightning.identity import DOWNSTREAM, PRETEXT, stage_values
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.registry import RAW_PIXELS
 from ssl_lightning.methods.supervised_features import ENCODER_KIND
@@ -45,19 +43,21 @@ from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init
 from ssl_lightning.models.pixels import max_features, pixel_encoder
-from ssl_lightning.pretext_stage import pretext_key, run_pretext
-from ssl_lightning.pretext_store import config_key
 from ssl_lightning.record import RunRecord
-from ssl_lightning.results import git_commit, split_fields, write_results, write_subset
-from ssl_lightning.settings import RunSettings
-from ssl_lightning.trainer_factory import check_accelerator
+from ssl_lightning.stages.downstream_stage import check_validation_images, run_downstream
+from ssl_lightning.stages.frozen_stage import run_frozen, uses_frozen_stage
+from ssl_lightning.stages.pretext_stage import pretext_key, run_pretext
+from ssl_lightning.stages.pretext_store import config_key
+from ssl_lightning.stages.results import git_commit, split_fields, write_results, write_subset
+from ssl_lightning.training.distributed import forget_shared, is_global_zero
+from ssl_lightning.training.trainer_factory import check_accelerator
 
 log = logging.getLogger("ssl_lightning")
 
 
 def downstream_key(settings: RunSettings, pretext_key: str | None) -> str:
     """The downstream work folder's key: the pretext key and the config keys declared for the downstream stage
-    (ssl_lightning/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
+    (ssl_lightning/config/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
     return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)})
 
 
@@ -210,7 +210,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     try:
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         if cell.pretext is not None:
-            key = pretext_key(settings, cell.pretext.identity)
+            key = pretext_key(settings, sources_identity(cell.pretext.identity))
             outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
                                   cell.pretext.val_indices, key, tb_dir,
                                   val_labels=images.train_labels,  # pretext val = part of the labelled pool

@@ -19,20 +19,20 @@ import torch
 from filelock import Timeout
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ssl_lightning.config.identity import PRETEXT, stage_values
+from ssl_lightning.config.settings import RunSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.datamodules import PretextDataModule
 from ssl_lightning.data.pool_labels import LabelledPretextDataModule
-from ssl_lightning.distributed import is_global_zero, share_from_rank_zero
-from ssl_lightning.export_card import card_fields
-from ssl_lightning.identity import PRETEXT, stage_values
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.encoder_state import load_encoder_weights
-from ssl_lightning.pretext_store import PretextStore, config_key
-from ssl_lightning.resume_checkpoint import usable_resume
-from ssl_lightning.settings import RunSettings
-from ssl_lightning.trainer_factory import build_trainer, prepare_module
+from ssl_lightning.stages.pretext_store import PretextStore, config_key
+from ssl_lightning.stages.store_origin import card_fields
+from ssl_lightning.training.distributed import is_global_zero, share_from_rank_zero
+from ssl_lightning.training.resume_checkpoint import usable_resume
+from ssl_lightning.training.trainer_factory import build_trainer, prepare_module
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class PretextOutcome:
 
 def pretext_key(settings: RunSettings, sources: Any) -> str:
     """Hash of everything that shapes the pretext encoder, and nothing that does not (the fraction): the config
-    keys declared for the pretext stage (ssl_lightning/identity.py), the method's hyper-parameters and the
+    keys declared for the pretext stage (ssl_lightning/config/identity.py), the method's hyper-parameters and the
     identity of the pretext data sources."""
     assert settings.method is not None and settings.pretext.params is not None
     values = stage_values(settings.config, PRETEXT)

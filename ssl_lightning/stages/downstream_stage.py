@@ -22,27 +22,27 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from ssl_lightning.atomic import write_json
+from ssl_lightning.config.settings import DownstreamSettings, RunSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
-from ssl_lightning.downstream_selection import (
+from ssl_lightning.errors import UserError
+from ssl_lightning.evaluation.classifier import CHECKPOINT_VALIDATION, Classifier
+from ssl_lightning.evaluation.downstream_selection import (
     METRICS,
     no_validation_message,
     resolve_monitor,
     selected_on,
     validation_key,
 )
-from ssl_lightning.embeddings import save_test_embeddings
-from ssl_lightning.errors import UserError
-from ssl_lightning.finite_guard import DivergenceError
-from ssl_lightning.methods.classifier import CHECKPOINT_VALIDATION, Classifier
-from ssl_lightning.metrics import ClassificationMetrics
+from ssl_lightning.evaluation.metrics import ClassificationMetrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
-from ssl_lightning.resume_checkpoint import usable_resume
-from ssl_lightning.settings import DownstreamSettings, RunSettings
-from ssl_lightning.trainer_factory import build_trainer, prepare_module
+from ssl_lightning.stages.embeddings import save_test_embeddings
+from ssl_lightning.training.finite_guard import DivergenceError
+from ssl_lightning.training.resume_checkpoint import usable_resume
+from ssl_lightning.training.trainer_factory import build_trainer, prepare_module
 
 log = logging.getLogger(__name__)
 

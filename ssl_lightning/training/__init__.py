@@ -1,0 +1,1 @@
+"""How a stage trains: Lightning Trainers and their callbacks, resume checkpoints, processes, threads."""
