@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from ssl_lightning.atomic import write_json, write_torch
 from ssl_lightning.file_hash import file_sha256
-from ssl_lightning.stages.pretext_store import config_key
+from ssl_lightning.stages.pretext_store import acquire_or_wait, config_key
 
 log = logging.getLogger(__name__)
 FILE_NAME = "features.pt"
@@ -116,11 +116,7 @@ class FeatureStore:
         """The entry for `key`, computed and stored under the key's lock when absent or corrupt."""
         started = time.perf_counter()
         lock = self.lock(key)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            log.info("another job is computing features %s: waiting for it", key)
-            lock.acquire()
+        acquire_or_wait(lock, "computing features", key)
         try:
             arrays = self.load(key)
             if arrays is not None:

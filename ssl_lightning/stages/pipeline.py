@@ -97,8 +97,9 @@ class PreparedCell:
     split: LabelSplit
     encoder: Encoder
     pretext: PretextImages | None
-    # data.split_seeds: (settings, split) of every label split this cell evaluates in turn; empty: just `split`
-    more_splits: list[tuple[RunSettings, LabelSplit]] = field(default_factory=list)
+    # data.split_seeds: (settings, split) of every label split this cell runs in turn, the first included;
+    # empty: one run of `split`
+    split_runs: list[tuple[RunSettings, LabelSplit]] = field(default_factory=list)
 
 
 def with_split_seed(settings: RunSettings, seed: int) -> RunSettings:
@@ -145,8 +146,8 @@ def prepare(cfg: DictConfig) -> PreparedCell:
     else:
         encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
         apply_init(encoder, settings.backbone.init)
-    more_splits = [(with_split_seed(settings, seed), one) for seed, one in splits.items()]
-    return PreparedCell(settings, images, split, encoder, pretext, more_splits)
+    split_runs = [(with_split_seed(settings, seed), one) for seed, one in splits.items()]
+    return PreparedCell(settings, images, split, encoder, pretext, split_runs)
 
 
 def _random_encoder_probe(settings: RunSettings, pretext: PretextImages | None) -> bool:
@@ -165,10 +166,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     With data.split_seeds the cell runs each split in turn, each its own run in split_<seed>/; the first failed
     split's results are returned (else the last split's), and every split's results.json is on disk."""
     cell = prepare(cfg)
-    if not cell.more_splits:
+    if not cell.split_runs:
         return _run_validated(cell, run_dir)
     outcomes = []
-    for settings, split in cell.more_splits:
+    for settings, split in cell.split_runs:
         results = _run_validated(replace(cell, settings=settings, split=split),
                                  split_folder(run_dir, settings.data.split_seed))
         log.info("split seed %d of data.split_seeds: %s", settings.data.split_seed,

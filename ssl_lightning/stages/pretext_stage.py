@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from filelock import Timeout
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ssl_lightning.config.identity import PRETEXT, stage_values
@@ -28,7 +27,7 @@ from ssl_lightning.methods import registry
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.encoder_state import load_encoder_weights
-from ssl_lightning.stages.pretext_store import PretextStore, config_key
+from ssl_lightning.stages.pretext_store import PretextStore, acquire_or_wait, config_key
 from ssl_lightning.stages.store_origin import card_fields
 from ssl_lightning.training.distributed import is_global_zero, share_from_rank_zero
 from ssl_lightning.training.resume_checkpoint import usable_resume
@@ -100,11 +99,7 @@ def run_pretext(settings: RunSettings, encoder: Encoder, images: torch.Tensor, p
     entry = store.entry(key)
     lock = store.lock(key) if is_global_zero() else None
     if lock is not None:
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            log.info("another job is training pretext %s: waiting for it", key)
-            lock.acquire()
+        acquire_or_wait(lock, "training pretext", key)
     try:
         loaded = _load_as_rank_zero_decides(settings, store, key)
         if loaded is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ssl_lightning.atomic import write_json, write_torch
 from ssl_lightning.file_hash import file_sha256
@@ -93,3 +93,12 @@ class PretextStore:
             shutil.copytree(events_from, entry.events_dir)
         write_json(entry.meta_path, {**meta, "key": key, "sha256": file_sha256(entry.encoder_path)})
         shutil.rmtree(entry.partial_dir, ignore_errors=True)
+
+
+def acquire_or_wait(lock: FileLock, what: str, key: str) -> None:
+    """Take a store entry's lock; when another job holds it, say so once and wait for that job to finish it."""
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another job is %s %s: waiting for it", what, key)
+        lock.acquire()
