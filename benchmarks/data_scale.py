@@ -38,7 +38,7 @@ from ssl_lightning.data.augment import to_unit_float
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.image_store import ImageStore, StoreRequest, available_cores
 from ssl_lightning.data.imagefolder import load as load_imagefolder
-from ssl_lightning.data.loading import IndexedImages, ShardedBatchSampler
+from ssl_lightning.data.loading import ALL, DROP, IndexedImages, ShardedBatchSampler
 from ssl_lightning.data.mapped_images import take
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.rotation import RotationPretext
@@ -204,7 +204,7 @@ def loader_rate(loader, batches: int) -> float:
 
 def indexed_loader(images, count: int, batch: int) -> DataLoader:
     dataset = IndexedImages(images, None, np.arange(count))
-    sampler = ShardedBatchSampler(count, batch, shuffle=True, drop_last=True, seed=0)
+    sampler = ShardedBatchSampler(count, batch, shuffle=True, remainder=DROP, seed=0)
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
 
 

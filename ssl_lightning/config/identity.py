@@ -125,6 +125,7 @@ DECLARED: dict[str, Declared] = {
     "downstream.head": downstream(),
     "downstream.epochs": downstream(),
     "downstream.patience": downstream(),
+    "downstream.min_steps": downstream(),
     "downstream.lr_grid": downstream(),
     "downstream.probe_layer": downstream(),
     "downstream.monitor": downstream(),

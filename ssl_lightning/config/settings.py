@@ -16,6 +16,7 @@ from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.classifier import PROTOCOLS
 from ssl_lightning.evaluation.downstream_selection import MONITORS, SELECTS, no_validation_message
+from ssl_lightning.evaluation.step_plan import DEFAULT_MIN_STEPS
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
@@ -76,7 +77,8 @@ class DownstreamSettings:
     augment: bool
     limit_train_batches: float
     limit_val_batches: float
-    patience: int | None = 5
+    patience: int | None = 5  # validation checks (not epochs) without a better metric before stopping
+    min_steps: int = DEFAULT_MIN_STEPS  # optimiser steps at least (step_plan lengthens few-label runs)
     lr_grid: tuple[float, ...] | None = None
     probe_layer: str | int = "last"
     monitor: str = "auto"  # acc | balanced_acc | auto (downstream_selection.resolve_monitor)
@@ -149,7 +151,8 @@ def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
         augment=bool(values.get("augment", True)),
         limit_train_batches=values.get("limit_train_batches", 1.0),
         limit_val_batches=values.get("limit_val_batches", 1.0),
-        patience=_patience(values.get("patience")), lr_grid=_lr_grid(values.get("lr_grid")),
+        patience=_patience(values.get("patience")), min_steps=int(values.get("min_steps", DEFAULT_MIN_STEPS)),
+        lr_grid=_lr_grid(values.get("lr_grid")),
         probe_layer=_probe_layer(values.get("probe_layer", "last")),
         monitor=_choice(values.get("monitor", "auto"), MONITORS, "monitor"),
         select=_choice(values.get("select", "best"), SELECTS, "select"),
@@ -189,7 +192,8 @@ def _patience(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"downstream.patience={value} must be a whole number of epochs >= 1 (or null: no early stop)")
+        raise UserError(f"downstream.patience={value} must be a whole number of validation checks >= 1 "
+                        "(or null: no early stop)")
     return value
 
 

@@ -117,8 +117,10 @@ RULES: tuple[Rule, ...] = (
     Rule("*queue_size", int_at_least(1), POSITIVE_INT),
     Rule("*image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
     Rule("*.epochs", int_at_least(1), POSITIVE_INT),
+    Rule("*.min_steps", int_at_least(0), "a whole number of optimiser steps >= 0 (0: no floor)"),
     Rule("*_epochs", int_at_least(0), "a whole number >= 0"),
-    Rule("*patience*", int_at_least(1), "a whole number of epochs >= 1 or null (no early stop)", optional=True),
+    Rule("*patience*", int_at_least(1), "a whole number >= 1 or null (no early stop)",
+         optional=True),
     Rule("*num_workers", int_at_least(0), "a whole number >= 0"),
     Rule("*warmup", number_in(0), "a number >= 0"),  # e.g. dino.teacher_temperature_warmup (0 = none)
     Rule("*crops", int_at_least(0), "a whole number >= 0"),

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ssl_lightning.data.loading import IndexedImages, ShardedBatchSampler
+from ssl_lightning.data.loading import ALL, DROP, EVEN, IndexedImages, ShardedBatchSampler
 
 
 class _IndexedDataModule(pl.LightningDataModule):
@@ -23,11 +23,13 @@ class _IndexedDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: IndexedImages, train: bool) -> DataLoader:
+    def _loader(self, dataset: IndexedImages, train: bool, remainder: str = ALL) -> DataLoader:
+        """Training loaders shuffle per epoch; `remainder` (loading.DROP / EVEN / ALL) says what a short last
+        batch does: dropped for unlabelled pretext images, kept (even batches) for labelled ones."""
         rank, world = self._rank_and_world()
         sampler = ShardedBatchSampler(
-            len(dataset), self.batch_size if train else self.eval_batch_size, shuffle=train, drop_last=train,
-            seed=self.seed, rank=rank, world_size=world,
+            len(dataset), self.batch_size if train else self.eval_batch_size, shuffle=train,
+            remainder=remainder if train else ALL, seed=self.seed, rank=rank, world_size=world,
         )
         return DataLoader(
             dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
@@ -50,14 +52,17 @@ class PretextDataModule(_IndexedDataModule):
         self.val_set = IndexedImages(images, val_labels, val_indices)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+        return self._loader(self.train_set, train=True, remainder=DROP)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, train=False)
 
 
 class DownstreamDataModule(_IndexedDataModule):
-    """Labelled fraction for training, the validation split for model selection, the test split once."""
+    """Labelled fraction for training, the validation split for model selection, the test split once.
+
+    Training never drops a labelled image (loading.EVEN): how many labels a budget uses must not depend on
+    `downstream.batch_size`."""
 
     def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor, labeled: np.ndarray,
                  val: np.ndarray, test_images: torch.Tensor, test_labels: torch.Tensor, batch_size: int,
@@ -68,7 +73,7 @@ class DownstreamDataModule(_IndexedDataModule):
         self.test_set = IndexedImages(test_images, test_labels, np.arange(len(test_labels)))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+        return self._loader(self.train_set, train=True, remainder=EVEN)  # every labelled image, every epoch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, train=False)

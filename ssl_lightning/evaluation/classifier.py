@@ -177,4 +177,4 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return configure(params, self.optim, self.epochs)
+        return configure(params, self.optim, self.trainer)

@@ -78,21 +78,36 @@ def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def lr_factor(config: OptimConfig, epoch: int, total_epochs: int) -> float:
-    """Multiplier of the base lr at `epoch` (linear warm-up, then the schedule)."""
-    if epoch < config.warmup_epochs:
-        return (epoch + 1) / (config.warmup_epochs + 1)
+def lr_factor(config: OptimConfig, step: int, total_steps: int, steps_per_epoch: int = 1) -> float:
+    """Multiplier of the base lr at optimiser `step` (0-based): linear warm-up over `warmup_epochs` epochs' worth of
+    steps, then the schedule over the remaining steps. Advancing per step, not per epoch, keeps a short run's
+    cosine smooth (4 epochs were a 4-step staircase) and gives a few-label run of one-step epochs the same curve."""
+    warmup = config.warmup_epochs * max(1, steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
     if config.scheduler == "constant":
         return 1.0
-    progress = (epoch - config.warmup_epochs) / max(1, total_epochs - config.warmup_epochs)
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
     if config.scheduler == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
     passed = sum(progress >= milestone for milestone in config.step_milestones)
     return config.step_gamma**passed
 
 
-def configure(module_params, config: OptimConfig, total_epochs: int) -> dict:
-    """Lightning's configure_optimizers return value: optimizer plus a per-epoch LambdaLR."""
+def schedule_length(trainer) -> tuple[int, int]:
+    """(optimiser steps of the whole run, steps per epoch) of a Lightning Trainer inside configure_optimizers."""
+    total = trainer.estimated_stepping_batches
+    total = int(total) if math.isfinite(total) else 1
+    per_epoch = trainer.num_training_batches
+    per_epoch = int(per_epoch) if math.isfinite(per_epoch) else 1
+    accumulate = max(1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1))
+    return max(1, total), max(1, per_epoch // accumulate)
+
+
+def configure(module_params, config: OptimConfig, trainer) -> dict:
+    """Lightning's configure_optimizers return value: optimizer plus a LambdaLR stepped after every optimiser step."""
     optimizer = build_optimizer(module_params, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(config, epoch, total_epochs))
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    total_steps, steps_per_epoch = schedule_length(trainer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(config, step, total_steps, steps_per_epoch))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

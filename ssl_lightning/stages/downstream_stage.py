@@ -37,6 +37,7 @@ from ssl_lightning.evaluation.downstream_selection import (
     validation_key,
 )
 from ssl_lightning.evaluation.metrics import ClassificationMetrics
+from ssl_lightning.evaluation.step_plan import StepPlan, plan_steps, process_count
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
 from ssl_lightning.stages.embeddings import save_test_embeddings
@@ -66,6 +67,9 @@ class DownstreamOutcome:
     chosen_lr: float = 0.0
     probe_layer: int | str = "last"
     diverged: list[dict[str, object]] = field(default_factory=list)  # candidates dropped because they diverged
+    steps: int = 0  # optimiser steps the tested candidate took
+    best_step: int = 0  # optimiser steps behind the tested checkpoint
+    labeled_images_seen: int = 0  # distinct labelled images its first training epoch touched
 
     @property
     def test_acc(self) -> float:
@@ -86,8 +90,9 @@ class DownstreamOutcome:
                                      "monitor": self.monitor, "selected_on": self.selected_on}
         for metric in METRICS:
             values[f"best_val_{metric}"] = self.validation.get(metric)
-        values.update(best_epoch=self.best_epoch, chosen_lr=self.chosen_lr, probe_layer=self.probe_layer,
-                      diverged_candidates=list(self.diverged))
+        values.update(best_epoch=self.best_epoch, best_step=self.best_step, chosen_lr=self.chosen_lr,
+                      probe_layer=self.probe_layer, diverged_candidates=list(self.diverged),
+                      downstream_steps=self.steps, labeled_images_seen=self.labeled_images_seen)
         return values
 
 
@@ -108,6 +113,9 @@ class Fitted:
     path: Path  # the selected checkpoint
     epoch: int  # its 1-based epoch
     epochs: int  # epochs run
+    steps: int = 0  # optimiser steps taken
+    labeled_images_seen: int = 0  # distinct labelled images the first training epoch touched (all processes)
+    best_step: int = 0  # optimiser steps behind the selected checkpoint
 
 
 @dataclass(frozen=True)
@@ -148,11 +156,13 @@ def _classifier(settings: RunSettings, encoder: Encoder, images: ImageSet, candi
     return prepare_module(module, settings.trainer, images.channels, images.image_size[0])
 
 
-def _read_checkpoint(path: Path) -> tuple[int, dict[str, float]]:
-    """(1-based epoch at which a Lightning checkpoint was written, the validation metrics of that epoch)."""
+def _read_checkpoint(path: Path) -> tuple[int, dict[str, float], int]:
+    """(1-based epoch at which a Lightning checkpoint was written, the validation metrics of that epoch, the
+    optimiser steps behind it)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     validation = {str(k): float(v) for k, v in dict(checkpoint.get(CHECKPOINT_VALIDATION) or {}).items()}
-    return int(checkpoint.get("epoch", -1)) + 1, validation  # Lightning's `epoch` counts from 0
+    # Lightning's `epoch` counts from 0
+    return int(checkpoint.get("epoch", -1)) + 1, validation, int(checkpoint.get("global_step", 0))
 
 
 def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: DownstreamDataModule,
@@ -164,10 +174,12 @@ def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: Downst
     summary = work_dir / "fitted.json"
     if summary.is_file():
         done = json.loads(summary.read_text())
-        return Fitted(candidate, done["score"], done["validation"], Path(done["path"]), done["epoch"], done["epochs"])
+        return Fitted(candidate, done["score"], done["validation"], Path(done["path"]), done["epoch"], done["epochs"],
+                      int(done.get("steps", 0)), int(done.get("labeled_images_seen", 0)), int(done.get("best_step", 0)))
     stage = settings.downstream
+    plan = step_plan(settings, len(data.train_set))
     module = _classifier(settings, encoder, images, candidate)
-    last = ModelCheckpoint(dirpath=str(work_dir), filename="last", save_top_k=1, every_n_epochs=1,
+    last = ModelCheckpoint(dirpath=str(work_dir), filename="last", save_top_k=1, every_n_epochs=plan.eval_every,
                            enable_version_counter=False)
     best: ModelCheckpoint | None = None
     callbacks: list = [last, AugmentStreams(settings.seed, settings.data.hed_jitter)]
@@ -178,8 +190,9 @@ def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: Downst
         if stage.patience is not None:
             callbacks.append(EarlyStopping(monitor=selection.key, mode="max", patience=stage.patience,
                                            check_on_train_epoch_end=False))
-    trainer = build_trainer(settings.trainer, stage.epochs, work_dir / "tb", "downstream", callbacks,
-                            stage.limit_train_batches, stage.limit_val_batches, work_dir)
+    trainer = build_trainer(settings.trainer, plan.epochs, work_dir / "tb", "downstream", callbacks,
+                            stage.limit_train_batches, stage.limit_val_batches, work_dir,
+                            check_val_every_n_epoch=plan.eval_every, min_steps=plan.min_steps or None)
     resume = usable_resume(work_dir / "last.ckpt")  # an unreadable one is set aside: restart
     if resume.is_file():
         log.info("resuming the downstream stage from %s", resume)
@@ -192,13 +205,29 @@ def _fit(settings: RunSettings, encoder: Encoder, images: ImageSet, data: Downst
         raise NoValidationMetric(
             f"no validation metric {selection.key} was logged ({len(data.val_set)} validation images), so no "
             "checkpoint could be chosen on validation; give validation images or downstream.select=last")
-    epoch, validation = _read_checkpoint(path)
+    epoch, validation, best_step = _read_checkpoint(path)
+    seen = data.train_dataloader().sampler.positions_seen(epoch=0, batches=int(trainer.num_training_batches))
     fitted = Fitted(candidate, validation.get(selection.monitor, float("nan")), validation, path, epoch,
-                    int(trainer.current_epoch))
+                    int(trainer.current_epoch), int(trainer.global_step), len(seen), best_step)
     if trainer.is_global_zero:
         write_json(summary, {"monitor": selection.monitor, "select": selection.select, "score": fitted.score,
-                             "validation": validation, "path": str(path), "epoch": epoch, "epochs": fitted.epochs})
+                             "validation": validation, "path": str(path), "epoch": epoch, "epochs": fitted.epochs,
+                             "steps": fitted.steps, "labeled_images_seen": fitted.labeled_images_seen,
+                             "best_step": best_step})
     return fitted
+
+
+def step_plan(settings: RunSettings, labelled: int) -> StepPlan:
+    """The run's length in steps (downstream.min_steps) and validation spacing; said once in the log when the
+    floor lengthens it."""
+    stage, trainer = settings.downstream, settings.trainer
+    plan = plan_steps(labelled, stage.batch_size, stage.epochs, stage.min_steps,
+                      process_count(trainer.devices, trainer.num_nodes, trainer.accelerator), stage.limit_train_batches)
+    if plan.lengthened:
+        log.info("downstream: %d labelled images = %d step(s) per epoch; downstream.min_steps=%d lengthens %d epochs "
+                 "to %d (%d steps), validated every %d epochs", labelled, plan.steps_per_epoch, stage.min_steps,
+                 stage.epochs, plan.epochs, plan.max_steps, plan.eval_every)
+    return plan
 
 
 class NoValidationMetric(RuntimeError):
@@ -316,4 +345,7 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         chosen_lr=chosen.candidate.lr,
         probe_layer=chosen.candidate.layer,
         diverged=diverged,
+        steps=chosen.steps,
+        best_step=chosen.best_step,
+        labeled_images_seen=chosen.labeled_images_seen,
     )

@@ -78,7 +78,7 @@ def uses_sync_batchnorm(settings: TrainerSettings) -> bool:
 
 def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log_name: str,
                   callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
-                  root_dir: Path) -> pl.Trainer:
+                  root_dir: Path, check_val_every_n_epoch: int = 1, min_steps: int | None = None) -> pl.Trainer:
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
     callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name)]
     silence_lightning_tips()
@@ -93,7 +93,7 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
         limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
         enable_progress_bar=progress_bar, log_every_n_steps=settings.log_every_n_steps,
         enable_model_summary=False, use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
-        num_sanity_val_steps=0,
+        num_sanity_val_steps=0, check_val_every_n_epoch=check_val_every_n_epoch, min_steps=min_steps,
     )
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssl_lightning.data.datamodules import DownstreamDataModule, PretextDataModule
-from ssl_lightning.data.loading import ShardedBatchSampler
+from ssl_lightning.data.loading import ALL, DROP, EVEN, ShardedBatchSampler
 
 
 def numbered_images(count: int, channels: int = 3, side: int = 8) -> torch.Tensor:
@@ -64,12 +64,12 @@ def test_labelled_subset_smaller_than_a_batch_still_trains():
     assert [len(x) for x, _ in module.train_dataloader()] == [5]
 
 
-def shards(size: int, batch_size: int, epoch: int, drop_last: bool = True, shuffle: bool = True,
-           seed: int = 0) -> list[list[torch.Tensor]]:
+def shards(size: int, batch_size: int, epoch: int, remainder: str = DROP, shuffle: bool = True,
+           seed: int = 0, world_size: int = 2) -> list[list[torch.Tensor]]:
     out = []
-    for rank in range(2):
-        sampler = ShardedBatchSampler(size, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, rank=rank,
-                                      world_size=2)
+    for rank in range(world_size):
+        sampler = ShardedBatchSampler(size, batch_size, shuffle=shuffle, remainder=remainder, seed=seed, rank=rank,
+                                      world_size=world_size)
         sampler.set_epoch(epoch)
         batches = list(sampler)
         assert len(batches) == len(sampler)
@@ -90,9 +90,33 @@ def test_training_shards_are_disjoint_with_equal_batch_counts(size, batch_size, 
 @settings(max_examples=40, deadline=None)
 @given(size=st.integers(1, 300), batch_size=st.integers(2, 64))
 def test_evaluation_shards_cover_every_index_once(size, batch_size):
-    rank0, rank1 = shards(size, batch_size, epoch=0, drop_last=False, shuffle=False)
+    rank0, rank1 = shards(size, batch_size, epoch=0, remainder=ALL, shuffle=False)
     seen = [i for batches in (rank0, rank1) for b in batches for i in b.tolist()]
     assert sorted(seen) == list(range(size))
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 300), batch_size=st.integers(1, 64), epoch=st.integers(0, 3),
+       world_size=st.integers(1, 3))
+def test_labelled_training_uses_every_image_every_epoch(size, batch_size, epoch, world_size):
+    """EVEN (labelled training): every image in every epoch, on one process or several; the same number of
+    steps on every rank; batches never larger than batch_size and within one image of each other in size."""
+    ranks = shards(size, batch_size, epoch, remainder=EVEN, world_size=world_size)
+    assert len({len(batches) for batches in ranks}) == 1
+    seen = {i for batches in ranks for b in batches for i in b.tolist()}
+    assert seen == set(range(size))
+    sizes = [len(b) for batches in ranks for b in batches]
+    assert max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1
+    if world_size == 1:
+        assert sum(sizes) == size  # nothing repeated on one process
+
+
+def test_45_labels_at_batch_32_train_as_two_even_batches():
+    """The grouped study's 5% cell: 45 labelled tiles were one step of 32 with 13 left out."""
+    sampler = ShardedBatchSampler(45, 32, shuffle=True, remainder=EVEN, seed=3)
+    assert sorted(len(b) for b in sampler) == [22, 23]
+    assert sampler.positions_seen(epoch=0) == set(range(45))
+    assert len(ShardedBatchSampler(45, 32, shuffle=True, remainder=DROP, seed=3).positions_seen(epoch=0)) == 32
 
 
 def test_sampler_reshuffles_per_epoch_and_repeats_for_the_same_epoch():

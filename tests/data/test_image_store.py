@@ -17,7 +17,7 @@ from ssl_lightning.data import image_store
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.image_store import ImageStore, StoreRequest, store_key
 from ssl_lightning.data.imagefolder import load as load_imagefolder
-from ssl_lightning.data.loading import IndexedImages, ShardedBatchSampler
+from ssl_lightning.data.loading import ALL, IndexedImages, ShardedBatchSampler
 from ssl_lightning.data.mapped_images import ConcatImages, ExpandChannels, LazyImages, take
 from ssl_lightning.data.unlabeled_folder import load as load_unlabeled
 from ssl_lightning.errors import UserError
@@ -218,7 +218,7 @@ def test_dataloader_workers_read_batches_from_the_map(tmp_path):
     images = load_imagefolder(DataConfig(name="imagefolder", root=str(tmp_path / "tree"),
                                          image_cache=str(tmp_path / "cache")))
     dataset = IndexedImages(images.train_images, images.train_labels, np.arange(len(images.train_labels)))
-    sampler = ShardedBatchSampler(len(dataset), 4, shuffle=True, drop_last=False, seed=1)
+    sampler = ShardedBatchSampler(len(dataset), 4, shuffle=True, remainder=ALL, seed=1)
     loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=2, pin_memory=False)
     seen = 0
     for (batch, labels), rows in zip(loader, sampler, strict=True):

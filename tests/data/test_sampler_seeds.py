@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ssl_lightning.data.loading import ShardedBatchSampler
+from ssl_lightning.data.loading import ALL, ShardedBatchSampler
 
 
 def order(seed: int, epoch: int) -> list[int]:
-    sampler = ShardedBatchSampler(64, 64, shuffle=True, drop_last=False, seed=seed)
+    sampler = ShardedBatchSampler(64, 64, shuffle=True, remainder=ALL, seed=seed)
     sampler.set_epoch(epoch)
     return torch.cat(list(sampler)).tolist()
 
