@@ -76,12 +76,14 @@ class Classifier(pl.LightningModule):
     stage = "downstream"
 
     def __init__(self, encoder: Encoder, num_classes: int, optim: OptimConfig, epochs: int,
-                 protocol: str = "finetune", head: str = "linear", augment: bool = True):
+                 protocol: str = "finetune", head: str = "linear", augment: bool = True,
+                 schedule_steps: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.head = classifier_head(head, encoder.feature_dim, num_classes)
         self.num_classes = num_classes
         self.optim, self.epochs, self.protocol, self.augment = optim, epochs, protocol, augment
+        self.schedule_steps = schedule_steps  # the lr schedule's length when not the Trainer's run (a refit)
         if protocol == "linear":
             self.encoder.requires_grad_(False)
             self.encoder.eval()  # Lightning >= 2.2 no longer calls .train() when fit starts
@@ -177,4 +179,4 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return configure(params, self.optim, self.trainer)
+        return configure(params, self.optim, self.trainer, self.schedule_steps)

@@ -104,10 +104,14 @@ def schedule_length(trainer) -> tuple[int, int]:
     return max(1, total), max(1, per_epoch // accumulate)
 
 
-def configure(module_params, config: OptimConfig, trainer) -> dict:
-    """Lightning's configure_optimizers return value: optimizer plus a LambdaLR stepped after every optimiser step."""
+def configure(module_params, config: OptimConfig, trainer, total_steps: int | None = None) -> dict:
+    """Lightning's configure_optimizers return value: optimizer plus a LambdaLR stepped after every optimiser step.
+
+    `total_steps` overrides the schedule's length (a refit stopped at a chosen step follows the schedule of the
+    full-length runs it was chosen on)."""
     optimizer = build_optimizer(module_params, config)
-    total_steps, steps_per_epoch = schedule_length(trainer)
+    run_steps, steps_per_epoch = schedule_length(trainer)
+    total_steps = total_steps or run_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config, step, total_steps, steps_per_epoch))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

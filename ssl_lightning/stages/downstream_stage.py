@@ -41,6 +41,7 @@ from ssl_lightning.evaluation.step_plan import StepPlan, plan_steps, process_cou
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
 from ssl_lightning.stages.embeddings import save_test_embeddings
+from ssl_lightning.stages.finetune_cv import cross_validate, labelled_folds
 from ssl_lightning.training.finite_guard import DivergenceError
 from ssl_lightning.training.resume_checkpoint import usable_resume
 from ssl_lightning.training.trainer_factory import build_trainer, prepare_module
@@ -146,13 +147,14 @@ def _probe_encoder(encoder: Encoder, layer: int | str) -> Encoder:
     return fresh if layer in ("last", "best") else truncated(fresh, int(layer))
 
 
-def _classifier(settings: RunSettings, encoder: Encoder, images: ImageSet, candidate: Candidate) -> Classifier:
+def _classifier(settings: RunSettings, encoder: Encoder, images: ImageSet, candidate: Candidate,
+                schedule_steps: int | None = None) -> Classifier:
     """A fresh classifier for the candidate, its head drawn from the cell's seed (the same for every candidate)."""
     stage = settings.downstream
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     optim = replace(stage.optim, lr=candidate.lr)
     module = Classifier(_probe_encoder(encoder, candidate.layer), images.num_classes, optim, stage.epochs,
-                        stage.protocol, stage.head, stage.augment)
+                        stage.protocol, stage.head, stage.augment, schedule_steps)
     return prepare_module(module, settings.trainer, images.channels, images.image_size[0])
 
 
@@ -289,6 +291,41 @@ def _fit_candidates(settings: RunSettings, encoder: Encoder, images: ImageSet, d
     return fitted, diverged
 
 
+def _cross_validated_refit(settings: RunSettings, encoder: Encoder, images: ImageSet, split: LabelSplit,
+                           data: DownstreamDataModule, work_dir: Path,
+                           selection: Selection) -> tuple[list[tuple[Fitted, Path]], list[dict[str, object]]]:
+    """`downstream.select=cv` (finetune_cv.py): the candidate and step chosen on folds of the labelled set, then
+    one refit on every labelled image stopped at that step; resumable (fold curves and the refit are kept)."""
+    stage = settings.downstream
+    plan = step_plan(settings, len(split.labeled))
+    candidates = _candidates(settings, encoder)
+    folds = labelled_folds(images, split, stage.cv_folds, settings.data.split_seed)
+    choice, diverged = cross_validate(settings, lambda c: _classifier(settings, encoder, images, c), candidates,
+                                      images, split, plan, selection.monitor, folds, work_dir)
+    candidate = candidates[choice.candidate_index]
+    folder = work_dir / "refit"
+    summary = folder / "fitted.json"
+    if summary.is_file():
+        done = json.loads(summary.read_text())
+        return [(Fitted(candidate, choice.score, done["validation"], Path(done["path"]), done["epoch"],
+                        done["epochs"], done["steps"], done["labeled_images_seen"], choice.step), folder)], diverged
+    module = _classifier(settings, encoder, images, candidate, schedule_steps=plan.max_steps)
+    trainer = build_trainer(settings.trainer, -1, folder / "tb", "downstream",
+                            [AugmentStreams(settings.seed, settings.data.hed_jitter)], stage.limit_train_batches, 0,
+                            folder, check_val_every_n_epoch=None, max_steps=choice.step)
+    trainer.fit(module, datamodule=data)
+    path = folder / "refit.ckpt"
+    trainer.save_checkpoint(path, weights_only=True)
+    seen = data.train_dataloader().sampler.positions_seen(epoch=0, batches=int(trainer.num_training_batches))
+    validation = {selection.monitor: choice.score, "cv_loss": choice.loss, "cv_folds": float(choice.folds)}
+    fitted = Fitted(candidate, choice.score, validation, path, int(trainer.current_epoch) + 1,
+                    int(trainer.current_epoch) + 1, int(trainer.global_step), len(seen), choice.step)
+    if trainer.is_global_zero:
+        write_json(summary, {"validation": validation, "path": str(path), "epoch": fitted.epoch,
+                             "epochs": fitted.epochs, "steps": fitted.steps, "labeled_images_seen": len(seen)})
+    return [(fitted, folder)], diverged
+
+
 def _rank(fitted: Fitted) -> tuple[float, int]:
     """Higher validation score first, then the earlier candidate; a NaN score ranks last."""
     score = fitted.score if math.isfinite(fitted.score) else float("-inf")
@@ -307,9 +344,12 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         settings.data.pin_memory, seed=settings.seed,
     )
     selection = selection_for(settings, images, split)
-    fitted, diverged = _fit_candidates(settings, encoder, images, data, work_dir, selection)
+    if selection.select == "cv":
+        fitted, diverged = _cross_validated_refit(settings, encoder, images, split, data, work_dir, selection)
+    else:
+        fitted, diverged = _fit_candidates(settings, encoder, images, data, work_dir, selection)
     (chosen, chosen_dir) = max(fitted, key=lambda pair: _rank(pair[0]))
-    if len(fitted) + len(diverged) > 1:
+    if len(fitted) + len(diverged) > 1 and selection.select != "cv":
         log.info("chosen on validation: lr=%g probe_layer=%s (val_%s %.4f)", chosen.candidate.lr,
                  chosen.candidate.layer, selection.monitor, chosen.score)
     module = _classifier(settings, encoder, images, chosen.candidate)

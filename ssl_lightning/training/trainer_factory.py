@@ -78,7 +78,10 @@ def uses_sync_batchnorm(settings: TrainerSettings) -> bool:
 
 def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log_name: str,
                   callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
-                  root_dir: Path, check_val_every_n_epoch: int = 1, min_steps: int | None = None) -> pl.Trainer:
+                  root_dir: Path, check_val_every_n_epoch: int | None = 1, min_steps: int | None = None,
+                  max_steps: int = -1, val_check_interval: int | float | None = None) -> pl.Trainer:
+    """A Trainer for one stage. `max_steps` with `check_val_every_n_epoch=None` and an int `val_check_interval`
+    validates every that many optimiser steps across epochs (cross-validated fine-tuning)."""
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
     callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name)]
     silence_lightning_tips()
@@ -94,6 +97,7 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
         enable_progress_bar=progress_bar, log_every_n_steps=settings.log_every_n_steps,
         enable_model_summary=False, use_distributed_sampler=False, plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0, check_val_every_n_epoch=check_val_every_n_epoch, min_steps=min_steps,
+        max_steps=max_steps, val_check_interval=val_check_interval,
     )
 
 
