@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ssl_lightning.report.__main__ import main as report_main
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import Run
 from ssl_lightning.report.comparisons import FIELDS, build_comparisons, csv_row, render_comparisons
@@ -24,6 +25,7 @@ from ssl_lightning.report.verdict import (
     equivalence,
     verdict,
 )
+from tests.conftest import call_main
 
 # df = 2 closed forms of Student's t: CDF 1/2 + t / (2 sqrt(2 + t^2)); one-sided 95% quantile t^2 = 1.62 / 0.19
 T95_ONE_SIDED_DF2 = math.sqrt(2 * 0.9**2 / (1 - 0.9**2))
@@ -158,3 +160,11 @@ def test_each_table_ends_with_its_verdict_paragraph():
     for section in sections:
         assert "margin ±1 point" in section.splitlines()[0]
         assert section.strip().split("\n\n")[-1].startswith("Verdicts (")
+
+
+@pytest.mark.parametrize("margin", ["0", "-1", "nan"])
+def test_a_margin_that_is_not_a_positive_number_is_one_line(tmp_path, margin):
+    done = call_main(report_main, [str(tmp_path), f"--margin={margin}"], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"error: --margin {float(margin)}: give a positive number of percentage points "
+                                   "(default 1.0)")

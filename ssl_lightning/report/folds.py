@@ -96,8 +96,10 @@ def _common(values: list) -> object:
 def _problem(folds: list[Run], expected: int | None) -> str | None:
     """Why these fold runs cannot be pooled (None: they can)."""
     indices = sorted(run.test_fold for run in folds if run.test_fold is not None)
-    if expected is None or len({run.test_folds for run in folds}) != 1:
-        return f"fold runs disagree on test_folds ({sorted({str(run.test_folds) for run in folds})})"
+    if expected is None:
+        return "a test-fold run without test_folds (K): cannot tell whether every patient was tested"
+    if len({run.test_folds for run in folds}) != 1:
+        return f"fold runs disagree on test_folds ({', '.join(sorted({str(run.test_folds) for run in folds}))})"
     repeated = sorted({i for i in indices if indices.count(i) > 1})
     if repeated:
         return f"test fold(s) {', '.join(map(str, repeated))} recorded more than once"
