@@ -51,6 +51,11 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     return float(_scores(np.asarray(x, float), np.asarray(y, float)).mean())
 
 
+def _probability(value: float) -> float:
+    """A weighted mean of 0, 0.5 and 1, rid of the float error of summing the weights (0.9999999999999998 -> 1)."""
+    return min(1.0, max(0.0, round(float(value), 12)))
+
+
 def _flatten(groups: Mapping[Hashable, Sequence[float]]) -> tuple[np.ndarray, list[int]]:
     """The values in seed order and the number of splits of each seed."""
     values = [v for group in groups.values() for v in group]
@@ -81,7 +86,7 @@ def improvement(method: Mapping[Hashable, Sequence[float]], baseline: Mapping[Ha
         return None
     refuse_nan([*x, *y], "a probability of improvement")
     scores = _scores(x, y)
-    point = float(_weights(x_sizes) @ scores @ _weights(y_sizes))
+    point = _probability(_weights(x_sizes) @ scores @ _weights(y_sizes))
     if len(x_sizes) < 2 or len(y_sizes) < 2:
         return Improvement(point, None, None)
     rng = np.random.default_rng(RNG_SEED)
@@ -90,4 +95,4 @@ def improvement(method: Mapping[Hashable, Sequence[float]], baseline: Mapping[Ha
     samples = np.sum((wx @ scores) * wy, axis=1)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(samples, [tail, 100 - tail])
-    return Improvement(point, float(low), float(high))
+    return Improvement(point, _probability(low), _probability(high))
