@@ -398,7 +398,8 @@ def test_runs_csv_has_one_row_per_run(stats_report):
         assert reader.fieldnames == ["experiment", "label", "data", "protocol", "fraction", "seed", "split_seed",
                                      "status", "test_acc", "test_loss", "best_val_acc", "best_epoch", "chosen_lr",
                                      "run_folder", "error", "labels_per_class", "test_balanced_acc",
-                                     "test_macro_f1", "test_group_acc", "test_group_balanced_acc"]
+                                     "test_macro_f1", "test_group_acc", "test_group_balanced_acc", "test_folds",
+                                     "num_test"]
         rows = {r["run_folder"]: r for r in reader}
     assert set(rows) == {r[0] for r in STATS_RUNS}
     for index, (folder, experiment, protocol, seed, split_seed, acc, _, _) in enumerate(STATS_RUNS):

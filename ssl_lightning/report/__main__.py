@@ -19,6 +19,7 @@ from ssl_lightning.report.comparisons import (
 from ssl_lightning.report.csvfile import read_runs_csv, write_csv, write_runs_csv
 from ssl_lightning.report.metric_choice import DEFAULT, choices, key, require
 from ssl_lightning.report.table import build_tables, render_markdown, render_tables
+from ssl_lightning.report.verdict import DEFAULT_MARGIN, check_margin
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +33,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="test images per t-SNE embedding map (0: no maps)")
     parser.add_argument("--metric", choices=choices(), default=DEFAULT,
                         help="the test metric of the tables, comparisons and figures (default: acc)")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help="equivalence margin in percentage points: a comparison is 'equivalent' when two "
+                             f"one-sided tests place the difference within ±margin (default {DEFAULT_MARGIN:g})")
     return parser.parse_args(argv)
 
 
@@ -39,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.embedding_points < 0:
         print(f"error: --embedding-points {args.embedding_points}: use 0 (no maps) or more", file=sys.stderr)
+        return 2
+    try:
+        check_margin(args.margin)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     root = args.folder.expanduser().resolve()
     from_csv = root.is_file() and root.suffix == ".csv"
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in collection.problems:
         print(f"warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
     tables = build_tables(cells)
-    comparisons = build_comparisons(cells)
+    comparisons = build_comparisons(cells, args.margin)
     comparisons_text = render_comparisons(comparisons, ambiguous_baselines(cells))
 
     from ssl_lightning.report.figures import accuracy_vs_fraction, curve_figures, figure_name  # matplotlib: lazily
@@ -73,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if not from_csv or out_dir / "results_runs.csv" != root:
         write_runs_csv(cells, collection.root, out_dir / "results_runs.csv")
     write_comparisons_csv(comparisons, out_dir / "comparisons.csv")
-    (out_dir / "results.md").write_text(render_markdown(collection, tables, figures, comparisons_text) + "\n")
-    print(render_tables(tables, root))
+    (out_dir / "results.md").write_text(render_markdown(collection, tables, figures, comparisons_text, comparisons)
+                                         + "\n")
+    print(render_tables(tables, root, comparisons))
     if comparisons_text:
         print(comparisons_text)
     print(f"wrote results.md, results.csv, results_runs.csv, comparisons.csv and {len(figures)} figure(s) to {out_dir}")

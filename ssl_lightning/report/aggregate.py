@@ -132,16 +132,25 @@ class Cell:
         return sorted({seed for seed, split in replicates if replicates.count((seed, split)) > 1})
 
     @property
+    def folds_text(self) -> str:
+        """', 5 test folds pooled' when the runs pool outer test folds (folds.py), else ''."""
+        counts = sorted({r.test_folds for r in self.ok_runs if r.test_folds is not None})
+        if not counts:
+            return ""
+        return f", {counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} test folds pooled"
+
+    @property
     def design_text(self) -> str:
         """'n=3' (one run per seed), 'n=30: 3 seeds x 10 splits' when seeds hold several label splits, 'n=3: 2 seeds'
-        when a (seed, split seed) was run more than once."""
+        when a (seed, split seed) was run more than once; ', 5 test folds pooled' added when each run pools the
+        outer test folds of its seed and split (one observation each, never 5)."""
         if self.n == self.n_encoders:
-            return f"n={self.n}"
+            return f"n={self.n}{self.folds_text}"
         low, high = self.splits_per_encoder
         seeds = f"{self.n_encoders} seed{'s' if self.n_encoders != 1 else ''}"
         if high <= 1:
-            return f"n={self.n}: {seeds}"
-        return f"n={self.n}: {seeds} x {low if low == high else f'{low}-{high}'} splits"
+            return f"n={self.n}: {seeds}{self.folds_text}"
+        return f"n={self.n}: {seeds} x {low if low == high else f'{low}-{high}'} splits{self.folds_text}"
 
     @property
     def is_reference(self) -> bool:

@@ -14,6 +14,7 @@ from ssl_lightning.errors import UserError
 from ssl_lightning.record import Evaluation, RunRecord
 from ssl_lightning.report import columns, configs
 from ssl_lightning.report.budget import Budget, budget_of
+from ssl_lightning.report.folds import pool_folds
 from ssl_lightning.report.metric_choice import declared
 
 
@@ -45,6 +46,11 @@ class Run:
     labels_per_class: int | None = None
     metrics: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
     stored_label: str | None = None  # the column label as written in a results_runs.csv this run was read from
+    num_test: int | None = None  # test images this run was tested on
+    test_fold: int | None = None  # data.test_folds=K: which outer fold (0-based) this run tested; None otherwise
+    test_folds: int | None = None  # K of a fold run; for a pooled run, how many fold runs it pools
+    confusion: tuple[tuple[int, ...], ...] | None = field(default=None, compare=False, repr=False)  # test counts
+    num_groups: int | None = None  # test groups (patients) of grouped data
 
     @property
     def budget(self) -> Budget:
@@ -141,6 +147,7 @@ def _to_run(path: Path, record: RunRecord, show_backbone: bool) -> Run:
         error = f"status {record.status!r}"
     experiment = str(record.experiment)
     config = record.config
+    fold, folds = _fold_keys(record)
     return Run(results_path=path, ok=ok, experiment=experiment, data=str(record.data),
                protocol=_protocol(record), fraction=fraction, seed=_integer(record.seed),
                variant=columns.variant(record, show_backbone), test_loss=loss if ok else None,
@@ -148,11 +155,39 @@ def _to_run(path: Path, record: RunRecord, show_backbone: bool) -> Run:
                split_seed=_integer(record.split_seed), best_val_acc=_number(evaluation.best_val_acc),
                best_epoch=_integer(evaluation.best_epoch), chosen_lr=_number(evaluation.chosen_lr),
                config=configs.relevant(config if isinstance(config, dict) else None, experiment),
-               labels_per_class=per_class, metrics=_metrics(evaluation) if ok else {})
+               labels_per_class=per_class, metrics=_metrics(evaluation) if ok else {},
+               num_test=_integer(record.num_test), test_fold=fold, test_folds=folds,
+               confusion=_confusion(_key(record, "test_confusion")) if ok else None,
+               num_groups=_integer(_key(record, "test_num_groups")) if ok else None)
 
 
 def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _key(record: RunRecord, name: str) -> Any:
+    """A results.json key that may be a typed field of the record or (written by a newer or older version) a
+    detail."""
+    return getattr(record, name, None) if hasattr(record, name) else record.details.get(name)
+
+
+def _confusion(value: Any) -> tuple[tuple[int, ...], ...] | None:
+    """test_confusion as a square matrix of non-negative counts; None when absent or malformed."""
+    if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
+        return None
+    rows = tuple(tuple(_integer(v) for v in row) for row in value)
+    if any(len(row) != len(rows) or any(v is None or v < 0 for v in row) for row in rows):
+        return None
+    return rows  # type: ignore[return-value]
+
+
+def _fold_keys(record: RunRecord) -> tuple[int | None, int | None]:
+    """(test_fold, test_folds) of a fold run (data.test_folds=K); K falls back to config.data.test_folds."""
+    fold, folds = _integer(_key(record, "test_fold")), _integer(_key(record, "test_folds"))
+    if folds is None and fold is not None and isinstance(record.config, dict):
+        data = record.config.get("data")
+        folds = _integer(data.get("test_folds")) if isinstance(data, dict) else None
+    return fold, folds
 
 
 def split_configurations(runs: list[Run]) -> list[Run]:
@@ -165,7 +200,8 @@ def split_configurations(runs: list[Run]) -> list[Run]:
 
 
 def collect(root: Path) -> Collection:
-    """All runs below root, sorted by path. UserError when there is nothing usable to report."""
+    """All runs below root, sorted by path, the test-fold runs of one seed and split pooled into one run
+    (folds.py). UserError when there is nothing usable to report."""
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give a multirun or outputs folder that holds results.json files")
     paths = sorted(root.rglob("results.json"))
@@ -193,4 +229,4 @@ def collect(root: Path) -> Collection:
     if not runs:
         raise UserError(f"none of the {len(paths)} results.json files below {root} could be used "
                         f"(first: {problems[0].path}: {problems[0].reason})")
-    return Collection(root=root, runs=split_configurations(runs), problems=problems)
+    return Collection(root=root, runs=split_configurations(pool_folds(runs)), problems=problems)

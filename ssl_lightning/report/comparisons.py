@@ -13,6 +13,9 @@ Holm's correction runs over every planned comparison of one table (one data set 
 raw-pixel floor included: a comparison that cannot be tested still counts in the family (as a p-value of 1 would)
 and is named under the table. The floor comparisons (every column but the baseline and the floor itself, the
 supervised-features ceiling included) exist where the table has a "Raw pixels" column at the method's budget.
+Each comparison also gets a verdict word (verdict.py: ahead, behind, equivalent within `--margin`, inconclusive)
+and a probability of improvement with its bootstrap interval (improvement.py); each section ends with the verdict
+paragraph (paragraph.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from ssl_lightning.methods.registry import SUPERVISED
 from ssl_lightning.report.aggregate import Cell, by_group, per_seed
 from ssl_lightning.report.collect import Run
 from ssl_lightning.report.columns import FLOOR, display
+from ssl_lightning.report.improvement import Improvement, improvement
 from ssl_lightning.report.metric_choice import words_for_key
+from ssl_lightning.report.paragraph import margin_text, verdict_paragraph
 from ssl_lightning.report.statistics import (
     PAIRED,
     PAIRED_BY_SEED,
@@ -39,6 +44,7 @@ from ssl_lightning.report.statistics import (
     paired_difference,
     welch_difference,
 )
+from ssl_lightning.report.verdict import DEFAULT_MARGIN, Equivalence, equivalence, verdict
 
 ALPHA = 0.05
 MARK = "*"
@@ -46,7 +52,9 @@ FIELDS = ("data", "protocol", "fraction", "method", "label", "baseline", "n_meth
           "method_acc_mean", "baseline_acc_mean", "diff_points", "diff_ci_low", "diff_ci_high", "test", "df",
           "p_value", "holm_p_value", "significant", "note", "config_differences",
           "metric", "labels_per_class", "method_mean", "baseline_mean", "seeds_method", "seeds_baseline",
-          "paired_seeds", "left_out", "holm_family", "se", "detectable_diff_points", "detectable_diff_points_holm")
+          "paired_seeds", "left_out", "holm_family", "se", "detectable_diff_points", "detectable_diff_points_holm",
+          "verdict", "margin", "equivalence_ci_low", "equivalence_ci_high", "tost_p_value", "p_improvement",
+          "p_improvement_ci_low", "p_improvement_ci_high")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,19 @@ class Comparison:
     family: int = 0  # planned comparisons in this comparison's Holm family (its table)
     left_out: tuple[str, ...] = ()
     paired_seeds: int = 0
+    margin: float = DEFAULT_MARGIN  # points: the equivalence margin of the verdict
+    improvement: Improvement | None = None
+    alpha: float = ALPHA
+
+    @property
+    def equivalence(self) -> Equivalence | None:
+        """TOST against ±margin: the 90% interval and its p-value (None without a test)."""
+        return equivalence(self.result, self.margin, self.alpha)
+
+    @property
+    def verdict(self) -> str:
+        """ahead | behind | equivalent | inconclusive (verdict.py)."""
+        return verdict(self.result, self.holm_p, self.margin, self.alpha)
 
     @property
     def diff(self) -> float | None:
@@ -169,12 +190,14 @@ def _zero_spread_note(result: Difference) -> str:
             "a t statistic is undefined")
 
 
-def compare(method: Cell, baseline: Cell) -> Comparison:
+def compare(method: Cell, baseline: Cell, margin: float = DEFAULT_MARGIN) -> Comparison:
     """One comparison; no test (a note says why) when either side has fewer than 2 seeds with a successful run."""
     metric_key = method.metric_key
     seeds_a, seeds_b = method.seed_groups(), baseline.seed_groups()
+    better = improvement(seeds_a, seeds_b)
     if len(seeds_a) < 2 or len(seeds_b) < 2:
-        return Comparison(method, baseline, None, f"no test: n < 2 (n={len(seeds_a)} vs {len(seeds_b)} seeds)")
+        return Comparison(method, baseline, None, f"no test: n < 2 (n={len(seeds_a)} vs {len(seeds_b)} seeds)",
+                          margin=margin, improvement=better)
     paired = pairing(method, baseline, metric_key)
     if paired is not None:
         result = paired_difference(paired.method, paired.baseline, test=paired.test)
@@ -185,7 +208,8 @@ def compare(method: Cell, baseline: Cell) -> Comparison:
     note = "" if result.p is not None else _zero_spread_note(result)
     if left_out:
         note = "; ".join(filter(None, [note, f"unpaired, left out of the test: {', '.join(left_out)}"]))
-    return Comparison(method, baseline, result, note, left_out=left_out, paired_seeds=units)
+    return Comparison(method, baseline, result, note, left_out=left_out, paired_seeds=units, margin=margin,
+                      improvement=better)
 
 
 def _baseline(method: Cell, candidates: list[Cell]) -> Cell | None:
@@ -225,7 +249,7 @@ def ambiguous_baselines(cells: list[Cell]) -> list[str]:
     return lines
 
 
-def build_comparisons(cells: list[Cell]) -> list[Comparison]:
+def build_comparisons(cells: list[Cell], margin: float = DEFAULT_MARGIN) -> list[Comparison]:
     """Every non-supervised cell that has a supervised cell at its data, protocol and budget, then every cell but
     the supervised one that has a raw-pixel cell there; Holm per table over every one of them (tested or not)."""
     comparisons: list[Comparison] = []
@@ -238,7 +262,7 @@ def build_comparisons(cells: list[Cell]) -> list[Comparison]:
                 candidates = [c for c in group if c.experiment == baseline_experiment and c.budget == cell.budget]
                 baseline = _baseline(cell, candidates)
                 if baseline is not None:
-                    table.append(compare(cell, baseline))
+                    table.append(compare(cell, baseline, margin))
         adjusted = holm([c.result.p if c.result else None for c in table])
         comparisons += [replace(c, holm_p=p, family=len(table)) for c, p in zip(table, adjusted, strict=True)]
     return comparisons
@@ -254,6 +278,7 @@ def _acc_mean(cell: Cell) -> float | None:
 
 def csv_row(comparison: Comparison) -> dict[str, str | int]:
     method, baseline, result = comparison.method, comparison.baseline, comparison.result
+    tost, better = comparison.equivalence, comparison.improvement
     return {
         "data": method.data, "protocol": method.protocol, "fraction": _number(method.fraction),
         "method": method.experiment, "label": method.label, "baseline": baseline.label,
@@ -272,6 +297,12 @@ def csv_row(comparison: Comparison) -> dict[str, str | int]:
         "holm_family": comparison.family, "se": _number(result.se if result and result.p is not None else None),
         "detectable_diff_points": _number(comparison.detectable(ALPHA)),
         "detectable_diff_points_holm": _number(comparison.detectable(comparison.holm_alpha)),
+        "verdict": comparison.verdict, "margin": _number(comparison.margin),
+        "equivalence_ci_low": _number(tost.low if tost else None),
+        "equivalence_ci_high": _number(tost.high if tost else None), "tost_p_value": _number(tost.p if tost else None),
+        "p_improvement": _number(better.p if better else None),
+        "p_improvement_ci_low": _number(better.low if better else None),
+        "p_improvement_ci_high": _number(better.high if better else None),
     }
 
 
@@ -308,12 +339,20 @@ def _row(comparison: Comparison) -> list[str]:
             diff_text, interval, result.test if result else comparison.note, _p_text(result.p if result else None),
             _p_text(comparison.holm_p), f"{_size(comparison.method)} / {_size(comparison.baseline)}",
             _detectable_text(comparison.detectable(ALPHA)),
-            _detectable_text(comparison.detectable(comparison.holm_alpha))]
+            _detectable_text(comparison.detectable(comparison.holm_alpha)), comparison.verdict,
+            _improvement_cell(comparison.improvement)]
 
 
-def _header(family: int) -> list[str]:
+def _improvement_cell(found: Improvement | None) -> str:
+    if found is None:
+        return ""
+    return f"{found.p:.2f}" + ("" if found.low is None else f" [{found.low:.2f}, {found.high:.2f}]")
+
+
+def _header(family: int, margin: float) -> list[str]:
     return ["labels", "method", "baseline", "difference (points)", "95% CI", "test", "p", "Holm p",
-            "n (seeds[xsplits])", f"detectable at α={ALPHA:g}", f"detectable at α={ALPHA:g}/{family}"]
+            "n (seeds[xsplits])", f"detectable at α={ALPHA:g}", f"detectable at α={ALPHA:g}/{family}",
+            f"verdict (margin {margin_text(margin)})", "P(improvement) [95%]"]
 
 
 def _pipe_table(header: list[str], rows: list[list[str]]) -> str:
@@ -356,7 +395,8 @@ def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | Non
         family = group[0].family
         untested = [c for c in group if c.result is None or c.result.p is None]
         parts += [
-            f"## {data} — {protocol}: each method against {name} ({metric})", "",
+            f"## {data} — {protocol}: each method against {name} ({metric}), margin {margin_text(group[0].margin)}",
+            "",
             f"Metric: {metric} (`{group[0].method.metric_key}`). Difference = the method's mean minus {name}'s at "
             "the same label budget, in percentage points, with its 95% confidence interval (not corrected). Seeds "
             "are the independent units: the label splits of one seed are averaged first. Test: paired t over the "
@@ -366,9 +406,14 @@ def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | Non
             f"{tested[(data, protocol)]} of them tested; {MARK} marks Holm p < {ALPHA}. \"detectable\" = the "
             f"smallest true difference this design would detect with {POWER:.0%} power (paired or Welch t with the "
             f"observed spread), at the plain α and at Holm's strictest step α/{family}. No asterisk is not evidence "
-            "of no difference: read the interval, which says which differences the data rule out. Every number: "
-            "`comparisons.csv`.", "",
-            _pipe_table(_header(family), [_row(c) for c in group]), "",
+            "of no difference: read the interval, which says which differences the data rule out. Verdict: "
+            "ahead/behind when the 95% interval excludes 0 and Holm p < "
+            f"{ALPHA:g}; equivalent when two one-sided tests at α={ALPHA:g} place the difference within the margin "
+            f"{margin_text(group[0].margin)} (its 90% interval lies inside it); inconclusive otherwise, untested "
+            "comparisons included. P(improvement): the chance that a run of the method (a new encoder and split) "
+            "scores above a run of the baseline, ties half, over every pair of runs, with a 95% bootstrap interval "
+            "over seeds and the splits within them. Every number: `comparisons.csv`.", "",
+            _pipe_table(_header(family, group[0].margin), [_row(c) for c in group]), "",
             "What each interval rules out:", "", *_reading(group), "",
         ]
         if untested:
@@ -379,6 +424,7 @@ def render_comparisons(comparisons: list[Comparison], ambiguous: list[str] | Non
         if confounded:
             parts += [f"These comparisons also differ from {name} in configuration (method vs baseline):", "",
                       *confounded, ""]
+        parts += [verdict_paragraph(group), ""]
     if ambiguous:
         parts += ["## Comparisons left out", "", *ambiguous, ""]
     return "\n".join(parts)

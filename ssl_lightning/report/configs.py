@@ -39,9 +39,11 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
 
 def varies_by_design(key: str) -> bool:
     """Replicate axes (the seed, any key named split_seed* or val_seed: data.split_seed, data.val_seed, which
-    follows `seed`) and the cell axes (experiment, data.fraction, data.labels_per_class): keys that differ between
+    follows `seed`; a fold run's `test_fold`, pooled by folds.py - `test_folds`, K, is a real setting) and the
+    cell axes (experiment, data.fraction, data.labels_per_class): keys that differ between
     the runs of a sweep on purpose."""
-    return key in _IGNORED_KEYS or key.rsplit(".", 1)[-1].startswith(("split_seed", "val_seed"))
+    last = key.rsplit(".", 1)[-1]
+    return key in _IGNORED_KEYS or last.startswith(("split_seed", "val_seed")) or last == "test_fold"
 
 
 @cache

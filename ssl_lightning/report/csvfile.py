@@ -18,6 +18,7 @@ FIELDS = ("data", "protocol", "method", "label", "fraction", "n", "n_failed", "t
           "metric_mean", "metric_std", "metric_ci_low", "metric_ci_high")
 BASE_RUN_FIELDS = ("experiment", "label", "data", "protocol", "fraction", "seed", "split_seed", "status", "test_acc",
                    "test_loss", "best_val_acc", "best_epoch", "chosen_lr", "run_folder", "error", "labels_per_class")
+FOLD_RUN_FIELDS = ("test_folds", "num_test")  # after the metrics: a pooled run's K and its test images
 
 
 def extra_metrics() -> tuple[str, ...]:
@@ -27,7 +28,7 @@ def extra_metrics() -> tuple[str, ...]:
 
 
 def run_fields() -> tuple[str, ...]:
-    return (*BASE_RUN_FIELDS, *extra_metrics())
+    return (*BASE_RUN_FIELDS, *extra_metrics(), *FOLD_RUN_FIELDS)
 
 
 def _number(value: float | int | None) -> str:
@@ -62,7 +63,8 @@ def write_csv(cells: list[Cell], path: Path) -> None:
 
 
 def run_row(run: Run, root: Path) -> dict[str, str]:
-    """As stored in results.json: test_acc and best_val_acc in 0-1; the run folder relative to the report root."""
+    """As stored in results.json: test_acc and best_val_acc in 0-1; the run folder relative to the report root.
+    A run that pools outer test folds (folds.py) is one row: its cell folder, test_folds = K, the pooled values."""
     try:
         folder = str(run.run_dir.relative_to(root))
     except ValueError:
@@ -73,6 +75,7 @@ def run_row(run: Run, root: Path) -> dict[str, str]:
             "test_loss": _number(run.test_loss), "best_val_acc": _number(run.best_val_acc),
             "best_epoch": _number(run.best_epoch), "chosen_lr": _number(run.chosen_lr), "run_folder": folder,
             "error": run.error or "", "labels_per_class": _number(run.labels_per_class),
+            "test_folds": _number(run.test_folds), "num_test": _number(run.num_test),
             **{key: _number(run.metrics.get(key)) for key in extra_metrics()}}
 
 
@@ -119,5 +122,6 @@ def read_runs_csv(path: Path) -> Collection:
             split_seed=_parsed(row["split_seed"], int), best_val_acc=_parsed(row.get("best_val_acc"), float),
             best_epoch=_parsed(row.get("best_epoch"), int), chosen_lr=_parsed(row.get("chosen_lr"), float),
             labels_per_class=_parsed(row.get("labels_per_class"), int),
+            test_folds=_parsed(row.get("test_folds"), int), num_test=_parsed(row.get("num_test"), int),
             metrics={k: v for k, v in metrics.items() if v is not None}, stored_label=row["label"]))
     return Collection(root=path.parent, runs=runs, problems=[])

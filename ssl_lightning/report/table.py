@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssl_lightning.methods.registry import SUPERVISED
 from ssl_lightning.report.aggregate import Cell, by_group
@@ -11,6 +13,10 @@ from ssl_lightning.report.collect import Collection
 from ssl_lightning.report.columns import CEILING, FLOOR, RANDOM_ENCODER, display
 from ssl_lightning.report.metric_choice import spec_for_key
 from ssl_lightning.report.metric_choice import words_for_key as metric_words
+from ssl_lightning.report.paragraph import verdict_paragraph
+
+if TYPE_CHECKING:
+    from ssl_lightning.report.comparisons import Comparison
 
 EMPTY = "—"
 REFERENCE_ROW = "{} 100%"  # the supervised experiment with every label, named as its column is
@@ -122,8 +128,9 @@ def repeat_lines(table: Table) -> list[str]:
             "averaged more than once" for cell in table.cells if cell.repeated_seeds]
 
 
-def render_tables(tables: list[Table], root: Path) -> str:
-    """Each table under its heading, its failed runs listed below it."""
+def render_tables(tables: list[Table], root: Path, comparisons: Sequence[Comparison] = ()) -> str:
+    """Each table under its heading, its failed runs listed below it; it ends with the verdict paragraph of its
+    comparisons (both baselines), when it has any."""
     parts = []
     for table in tables:
         parts += [f"## {table.heading}", "", f"Shown: {metric_words(table.metric_key)} (`{table.metric_key}`), "
@@ -140,10 +147,15 @@ def render_tables(tables: list[Table], root: Path) -> str:
         if repeated:
             parts += ["Repeated (seed, split seed) runs (counted in n, averaged within their seed, so they add no seed "
                       "to the interval):", "", *repeated, ""]
+        verdicts = verdict_paragraph([c for c in comparisons
+                                      if (c.method.data, c.method.protocol) == (table.data, table.protocol)])
+        if verdicts:
+            parts += [verdicts, ""]
     return "\n".join(parts)
 
 
-def render_markdown(collection: Collection, tables: list[Table], figures: list[Path], comparisons: str = "") -> str:
+def render_markdown(collection: Collection, tables: list[Table], figures: list[Path], comparisons: str = "",
+                    compared: Sequence[Comparison] = ()) -> str:
     metric = metric_words(tables[0].metric_key) if tables else "test accuracy"
     intro = [
         "# Results", "",
@@ -156,7 +168,7 @@ def render_markdown(collection: Collection, tables: list[Table], figures: list[P
         "`results_runs.csv`; per cell with standard deviations and intervals: `results.csv`.",
         "",
     ]
-    parts = [*intro, render_tables(tables, collection.root)]
+    parts = [*intro, render_tables(tables, collection.root, compared)]
     if comparisons:
         parts.append(comparisons)
     if collection.problems:
