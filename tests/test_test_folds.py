@@ -79,6 +79,7 @@ def test_each_fold_trains_its_own_pretext_encoder_without_its_test_images(tmp_pa
         test_files = set(cell.images.test_files.tolist())
         pretext_rows = np.concatenate([cell.pretext.train_indices, cell.pretext.val_indices])
         assert not set(cell.images.train_files[pretext_rows].tolist()) & test_files
+        assert len(cell.pretext.images) == len(cell.images.train_labels)  # the fold's training images only
         assert [s.data.test_fold for s, _ in cell.split_runs] == [k, k]  # split seeds nest: fold_<k>/split_<s>/
         keys.add(pretext_key(cell.settings, sources_identity(cell.pretext.identity)))
     assert len(keys) == 2  # one stored encoder per fold
