@@ -132,7 +132,8 @@ def _settings(cfg: DictConfig) -> RunSettings:
 
 
 def prepare(cfg: DictConfig) -> PreparedCell:
-    """Load and check all inputs; any UserError is raised here, before anything is written."""
+    """Load and check all inputs; any UserError is raised here, before anything is written. One cell: with
+    data.test_folds, `prepare_folds` gives the folds' cells."""
     settings = _settings(cfg)
     return _prepare_images(settings, load_dataset(settings.data))
 
@@ -147,6 +148,7 @@ def prepare_folds(settings: RunSettings) -> list[PreparedCell]:
 
 
 def _prepare_images(settings: RunSettings, images: ImageSet) -> PreparedCell:
+    """The checks and inputs of one cell on loaded images (a whole data set, or one test fold's re-deal)."""
     seeds = settings.data.split_seeds or ()
     if seeds:  # every split shares the validation pool (data.val_seed), so the pretext pool and encoder
         settings = with_split_seed(settings, seeds[0])
