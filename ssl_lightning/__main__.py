@@ -52,7 +52,8 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(1) from None
         return
     log.info("%s", _summary(results))
-    written = run_dir / "results.json" if (run_dir / "results.json").exists() else run_dir / "split_*" / "results.json"
+    nested = [part for part, key in (("fold_*", "test_folds"), ("split_*", "split_seeds")) if cfg.data.get(key)]
+    written = run_dir.joinpath(*nested, "results.json")
     log.info("results: %s | TensorBoard: tensorboard --logdir %s", written, run_dir)
     if results.get("status") != "ok":
         print(failure_line(str(results.get("error")), run_dir), file=sys.stderr, flush=True)

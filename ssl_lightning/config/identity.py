@@ -71,6 +71,8 @@ DECLARED: dict[str, Declared] = {
     "data.image_size": both(),
     "data.test_split": both(),
     "data.test_split_seed": both(),
+    "data.test_folds": both(),  # each fold's pretext pool leaves out that fold's test groups: one encoder per fold
+    "data.test_fold": both(),  # set per fold run (not in conf/): which fold's groups are the test split
     "data.val_split": both(),
     "data.val_seed": both(),  # draws the validation pool, which the pretext pool leaves out
     "data.split_seed": downstream(),  # the nested label subsets (the validation pool: data.val_seed)

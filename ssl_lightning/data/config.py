@@ -11,6 +11,9 @@ from ssl_lightning.errors import UserError
 # 512 images of 32 x 32 px: evaluation batches hold at most this many pixels, so a 224 px cell evaluates 10 images
 # at a time instead of 512 (whose activations made up most of a 3 GB peak at 224 px; issue 21).
 EVAL_BATCH_PIXELS = 512 * 32 * 32
+# The data whose test split is drawn here (data.test_split), so data.test_folds can deal it in folds instead; the
+# built-in and synthetic data sets come with their test split.
+DRAWN_TEST_SPLIT = ("imagefolder", "manifest")
 
 
 def eval_batch(limit: int, pixels: int | None, height: int, width: int) -> int:
@@ -35,6 +38,8 @@ class DataConfig:
     val_per_label: float | None = 0.2
     test_split: float = 0.2
     test_split_seed: int = 42
+    test_folds: int | None = None  # patient-level cross-validation: K test folds of whole groups, each its own run
+    test_fold: int | None = None  # set per fold run by data.test_folds (or given: run that fold only)
     image_size: int | None = None
     include: str | None = None
     group_by: str = "auto"  # auto | none | folder:<k> | a regex whose first group is the group id (data/groups.py)
@@ -86,6 +91,24 @@ class DataConfig:
                             "split seed would carve its own validation pool and so need its own encoder; set "
                             "data.val_seed or sweep data.split_seed=0,1,... instead")
 
+    def _validate_test_folds(self) -> None:
+        folds, fold = self.test_folds, self.test_fold
+        if folds is None:
+            if fold is not None:
+                raise UserError(f"data.test_fold={fold} names one fold of data.test_folds, which is null; set "
+                                "data.test_folds=K (e.g. 5) too, or drop data.test_fold")
+            return
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise UserError(f"data.test_folds={folds} must be a whole number >= 2 (e.g. 5: every patient tested once "
+                            "across 5 runs) or null (one test split, data.test_split)")
+        if self.name not in DRAWN_TEST_SPLIT:
+            raise UserError(f"data.test_folds={folds}: data={self.name} has a fixed test split (the data set's own); "
+                            "cross-validation of the test split needs data=imagefolder or data=manifest whose test "
+                            "split is drawn here (data.test_split)")
+        if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds):
+            raise UserError(f"data.test_fold={fold} is not a fold of data.test_folds={folds}: use 0 to {folds - 1}, "
+                            "or null for all of them")
+
     @property
     def validation_seed(self) -> int:
         """The seed the validation pool is carved with."""
@@ -94,6 +117,7 @@ class DataConfig:
     def validate(self) -> None:
         parse_rule(self.group_by)
         self._validate_split_seeds()
+        self._validate_test_folds()
         if self.labels_per_class is not None:
             count = self.labels_per_class
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:

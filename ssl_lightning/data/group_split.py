@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ssl_lightning.errors import UserError
+
 
 class GroupIndex:
     """Group number of every row and the class each group counts for (its majority class)."""
@@ -82,3 +84,37 @@ def draw_whole_groups(index: GroupIndex, rows: np.ndarray, seed_for: Callable[[i
         count = groups_needed(weights, target, len(order) - 1 if leave_one else len(order))
         taken[order[:count]] = True
     return np.sort(rows[taken[row_codes]])
+
+
+FOLD_PURPOSE = 4  # the seed tuples of the other draws end in 0-3 (data/fractions.py)
+
+
+def deal_test_folds(labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int,
+                    classes: list[str]) -> np.ndarray:
+    """Test fold (0 .. folds-1) of every row: whole groups, stratified by class, every group in exactly one fold.
+
+    Per class, the groups it is the majority of are taken in the order of their ids (without ids: of their rows),
+    permuted with (seed, class, folds) and dealt round-robin; the next class starts where the last one stopped,
+    so every fold holds about as many groups of each class and in all. The order of ids, not of rows, makes the
+    folds independent of how the loader happened to order the images. A class with fewer groups than folds would
+    leave a fold without it (untested, or untrainable): UserError, before anything trains.
+    """
+    index = GroupIndex(labels, groups)
+    ranks = np.arange(index.num_groups, dtype=np.int64)  # GroupIndex numbers named groups in sorted-id order
+    counts = np.bincount(index.majority, minlength=len(classes))
+    short = [(classes[cls], int(counts[cls])) for cls in range(len(classes)) if counts[cls] < folds]
+    if short:
+        name, count = min(short, key=lambda pair: pair[1])
+        unit = "group(s) (patients)" if index.grouped else "image(s)"
+        fits = f"use data.test_folds={int(counts.min())} or fewer" if counts.min() >= 2 else \
+            "add groups of that class (a fold needs one in its test split and one to train on)"
+        raise UserError(f"data.test_folds={folds}: class {name!r} has {count} {unit}, fewer than the {folds} folds "
+                        f"that each test one of them; {fits}, or leave data.test_folds=null")
+    fold_of_group = np.zeros(index.num_groups, dtype=np.int64)
+    start = 0
+    for cls in range(len(classes)):
+        own = ranks[index.majority == cls]
+        order = np.random.default_rng([seed, cls, FOLD_PURPOSE, folds]).permutation(own)
+        fold_of_group[order] = (start + np.arange(len(order))) % folds
+        start = (start + len(order)) % folds
+    return fold_of_group[index.codes]

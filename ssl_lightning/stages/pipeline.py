@@ -10,7 +10,9 @@ import logging
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
 from ssl_lightning.models.init import apply_init
 from ssl_lightning.models.pixels import max_features, pixel_encoder
 from ssl_lightning.record import RunRecord
+from ssl_lightning.stages import test_folds
 from ssl_lightning.stages.downstream_stage import check_validation_images, run_downstream
 from ssl_lightning.stages.frozen_stage import run_frozen, uses_frozen_stage
 from ssl_lightning.stages.pretext_stage import pretext_key, run_pretext
@@ -100,6 +103,8 @@ class PreparedCell:
     # data.split_seeds: (settings, split) of every label split this cell runs in turn, the first included;
     # empty: one run of `split`
     split_runs: list[tuple[RunSettings, LabelSplit]] = field(default_factory=list)
+    # data.test_folds: the fold's subset.json fields (stages/test_folds.py); None without folds
+    fold: dict[str, Any] | None = None
 
 
 def with_split_seed(settings: RunSettings, seed: int) -> RunSettings:
@@ -120,11 +125,30 @@ def _checked_split(settings: RunSettings, images: ImageSet) -> LabelSplit:
     return split
 
 
-def prepare(cfg: DictConfig) -> PreparedCell:
-    """Load and check all inputs; any UserError is raised here, before anything is written."""
+def _settings(cfg: DictConfig) -> RunSettings:
     settings = settings_module.from_config(cfg)
     check_accelerator(settings.trainer)
-    images = load_dataset(settings.data)
+    return settings
+
+
+def prepare(cfg: DictConfig) -> PreparedCell:
+    """Load and check all inputs; any UserError is raised here, before anything is written. One cell: with
+    data.test_folds, `prepare_folds` gives the folds' cells."""
+    settings = _settings(cfg)
+    return _prepare_images(settings, load_dataset(settings.data))
+
+
+def prepare_folds(settings: RunSettings) -> list[PreparedCell]:
+    """data.test_folds: every fold's cell (data.test_fold: that one only), all checked before any is run."""
+    test_folds.refuse_fixed_test_split(settings.data)
+    dealt = test_folds.deal(load_dataset(settings.data), settings.data)
+    chosen = range(dealt.count) if settings.data.test_fold is None else [settings.data.test_fold]
+    return [replace(_prepare_images(test_folds.with_test_fold(settings, k), dealt.image_set(k)),
+                    fold=dealt.subset_fields(k)) for k in chosen]
+
+
+def _prepare_images(settings: RunSettings, images: ImageSet) -> PreparedCell:
+    """The checks and inputs of one cell on loaded images (a whole data set, or one test fold's re-deal)."""
     seeds = settings.data.split_seeds or ()
     if seeds:  # every split shares the validation pool (data.val_seed), so the pretext pool and encoder
         settings = with_split_seed(settings, seeds[0])
@@ -163,16 +187,32 @@ def split_folder(run_dir: Path, seed: int) -> Path:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run one cell. UserError escapes before anything is written; any later failure is recorded.
-    With data.split_seeds the cell runs each split in turn, each its own run in split_<seed>/; the first failed
-    split's results are returned (else the last split's), and every split's results.json is on disk."""
-    cell = prepare(cfg)
+    With data.split_seeds the cell runs each split in turn, each its own run in split_<seed>/; with data.test_folds
+    each test fold, each its own cell in fold_<k>/ (and its splits in fold_<k>/split_<seed>/). The first failed
+    run's results are returned (else the last run's), and every run's results.json is on disk."""
+    settings = _settings(cfg)
+    if settings.data.test_folds is None:
+        return _run_splits(_prepare_images(settings, load_dataset(settings.data)), run_dir)
+    return _in_turn([(f"test fold {cell.settings.data.test_fold} of data.test_folds={settings.data.test_folds}",
+                      partial(_run_splits, cell, test_folds.fold_folder(run_dir, cell.settings.data.test_fold)))
+                     for cell in prepare_folds(settings)])
+
+
+def _run_splits(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     if not cell.split_runs:
         return _run_validated(cell, run_dir)
+    return _in_turn([(f"split seed {settings.data.split_seed} of data.split_seeds",
+                      partial(_run_validated, replace(cell, settings=settings, split=split),
+                              split_folder(run_dir, settings.data.split_seed)))
+                     for settings, split in cell.split_runs])
+
+
+def _in_turn(runs: list[tuple[str, Callable[[], dict[str, Any]]]]) -> dict[str, Any]:
+    """Run each in turn (one failure does not stop the rest); the first failed run's results, else the last's."""
     outcomes = []
-    for settings, split in cell.split_runs:
-        results = _run_validated(replace(cell, settings=settings, split=split),
-                                 split_folder(run_dir, settings.data.split_seed))
-        log.info("split seed %d of data.split_seeds: %s", settings.data.split_seed,
+    for label, go in runs:
+        results = go()
+        log.info("%s: %s", label,
                  f"test_acc {results['test_acc']:.4f}" if results["status"] == "ok" else results.get("error"))
         outcomes.append(results)
     failed = [results for results in outcomes if results["status"] != "ok"]
@@ -184,7 +224,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     labels = images.train_labels.numpy()
     per_class = write_subset(run_dir, split, labels, images.classes, settings.data.fraction,
                              settings.data.split_seed, settings.data.validation_seed, settings.data.labels_per_class,
-                             images.train_groups, images.test_groups) if is_global_zero() else {}
+                             images.train_groups, images.test_groups, extra=cell.fold) if is_global_zero() else {}
     log.info("%s: %d labelled images (%s), %d validation (of a pool of %d), %d test; %s", settings.experiment,
              len(split.labeled), ", ".join(f"{k}={v}" for k, v in per_class.items()), len(split.selection_val),
              len(split.val), len(images.test_labels), "; ".join(images.notes))
@@ -204,6 +244,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     )
     if settings.experiment == RAW_PIXELS:
         record.encoder = "raw_pixels"
+    if cell.fold is not None:  # data.test_folds: which fold this run tests
+        record.merge({"test_fold": cell.fold["test_fold"], "test_folds": cell.fold["test_folds"]})
     if cell.pretext is not None and cell.pretext.train_labels is not None:  # trained with every pool label
         record.merge({"encoder": ENCODER_KIND, "pretext_num_labeled": int(len(cell.pretext.train_indices))})
     tb_dir = run_dir / "tb"

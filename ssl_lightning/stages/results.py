@@ -57,10 +57,11 @@ def split_fields(split: LabelSplit, images: ImageSet, data: DataConfig) -> dict[
 
 def write_subset(run_dir: Path, split: LabelSplit, labels: np.ndarray, classes: list[str], fraction: float,
                  split_seed: int, val_seed: int | None = None, labels_per_class: int | None = None,
-                 train_groups: np.ndarray | None = None, test_groups: np.ndarray | None = None) -> dict[str, int]:
+                 train_groups: np.ndarray | None = None, test_groups: np.ndarray | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, int]:
     """Record the labelled indices, the validation indices selected on and per-class counts (indices into the
     train set), the seeds that drew them and, for grouped data, the sorted group ids of every part (`groups`:
-    null when every image is its own group)."""
+    null when every image is its own group), and `extra` fields (data.test_folds: the fold's test rows and groups)."""
     per_class = split.labeled_per_class(labels, classes)
     val = split.selection_val
     val_counts = np.bincount(labels[val], minlength=len(classes)) if len(val) else np.zeros(len(classes))
@@ -71,6 +72,7 @@ def write_subset(run_dir: Path, split: LabelSplit, labels: np.ndarray, classes: 
         "labeled_indices": split.labeled.tolist(), "val_indices": val.tolist(),
         "val_pool_size": int(len(split.val)),
         "groups": group_record(split, train_groups, test_groups),
+        **(extra or {}),
     })
     return per_class
 
