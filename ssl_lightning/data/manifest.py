@@ -46,9 +46,27 @@ def _cell(row: dict[str, Any], column: str) -> str:
 
 def read_manifest(path: Path) -> ManifestRows:
     """Parse and check the CSV: one-line UserError naming the row for a missing column, label, group or split,
-    a file that does not exist and a path listed twice."""
+    a file that does not exist, a path listed twice, and a file that is not UTF-8 text."""
     if not path.is_file():
         raise UserError(f"data.manifest={path} does not exist; point it at a CSV with columns path,label")
+    try:
+        return _read_rows(path)
+    except UnicodeDecodeError:  # e.g. saved as latin-1 by a spreadsheet
+        raise UserError(f"{path} is not UTF-8{_first_bad_byte(path)}; save it as UTF-8") from None
+
+
+def _first_bad_byte(path: Path) -> str:
+    """' (row N, byte 0xE9)' for the first byte that is not UTF-8 (the reader's error counts within a chunk)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        row = data[: error.start].count(b"\n") + 1
+        return f" (row {row}, byte {data[error.start]:#04x})"
+    return ""
+
+
+def _read_rows(path: Path) -> ManifestRows:
     with open(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
         header = [name.strip() for name in reader.fieldnames or []]
