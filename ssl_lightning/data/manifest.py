@@ -125,6 +125,16 @@ def _check_test_labels(path: Path, rows: ManifestRows) -> None:
             raise UserError(f"{path} row {number}: label {label!r} has no training row (unknown to the classifier)")
 
 
+def _check_classes(path: Path, classes: list[str], train: np.ndarray, test: np.ndarray) -> None:
+    """As for folders (data/folder_checks.py): every label with training and test images; else the run trains and
+    then reports a NaN per-class accuracy and a balanced accuracy over fewer classes."""
+    for side, labels in (("training", train), ("test", test)):
+        missing = [name for index, name in enumerate(classes) if not np.any(labels == index)]
+        if missing:
+            raise UserError(f"label(s) {missing} in {path} have no {side} images (after the test split); add rows "
+                            "for them, mark some as split=test/train, or remove the label")
+
+
 def manifest_identity(manifest: str | None) -> dict[str, str] | None:
     """What the manifest contributes to a store key: its resolved path and the sha256 of its bytes."""
     if not manifest:
@@ -161,6 +171,7 @@ def load(config: DataConfig) -> ImageSet:
         log_group_counts(rule.describe(column=True), kept_groups, label_array, classes)
     if len(train_idx) == 0:
         raise UserError(f"no readable training images in {path}; check the files")
+    _check_classes(path, classes, label_array[train_idx], label_array[test_idx])
     notes = [f"manifest {path}: {len(train_idx)} train / {len(test_idx)} test images, "
              f"{decoded.images.shape[1]} channel(s)"]
     return ImageSet(decoded.images[train_idx], decoded.labels[train_idx], decoded.images[test_idx],
