@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ssl_lightning.cli import sweep_status
+from ssl_lightning.cli import run_folder, sweep_status
 from ssl_lightning.cli.cli_checks import check_group_choices, group_options, route_method_overrides
 from ssl_lightning.cli.cli_errors import exit_with_user_error, failure_line
 from ssl_lightning.cli.preflight import check_run, parse
@@ -98,6 +98,7 @@ def entry(argv: list[str] | None = None) -> None:
     # Inherited by the ranks Lightning re-launches (they run the sweep again): one sweep folder for all ranks.
     os.environ.setdefault("SSL_LIGHTNING_STARTED", time.strftime("%Y-%m-%d_%H-%M-%S"))
     sweep_status.failed_cells.clear()
+    run_folder.forget()
     main()
     if sweep_status.failed_cells:
         first = sweep_status.failed_cells[0]

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ssl_lightning.cli import run_folder
 from ssl_lightning.cli.cli_errors import describe_cause
 
 failed_cells: list[str] = []
@@ -34,5 +35,22 @@ def failed_cell_lines(sweep_dir: Path) -> list[str]:
 
 
 class SweepStatus(Callback):
+    """Also takes the run or sweep folder's state before Hydra creates it (cli/run_folder.py): a user error then
+    removes only what its run created."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            folder = OmegaConf.select(config, "hydra.run.dir", throw_on_missing=True)
+        except Exception:  # noqa: BLE001 - an interpolation only Hydra's job can resolve: then nothing is removed
+            return
+        run_folder.remember_run_folder(str(folder))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            folder = OmegaConf.select(config, "hydra.sweep.dir", throw_on_missing=True)
+        except Exception:  # noqa: BLE001 - as above
+            return
+        run_folder.remember_sweep_folder(str(folder))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed_cells.extend(failed_cell_lines(Path(config.hydra.sweep.dir)))

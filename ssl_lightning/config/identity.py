@@ -14,15 +14,21 @@ ignores its section), and `pretext_data.<entry>.*` through the pretext sources' 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ssl_lightning.config.dotted import lookup
+from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.manifest import manifest_identity
+from ssl_lightning.data.pixel_digest import pixel_digest
+from ssl_lightning.data.pretext_sources import PretextImages
 from ssl_lightning.models.init import init_identity
 
 PRETEXT, DOWNSTREAM = "pretext", "downstream"
@@ -208,3 +214,23 @@ def sources_identity(sources: list[tuple[str, DataConfig | None]]) -> list[dict[
     set's own pool) or the source's identity."""
     return [{"entry": entry, "target": True} if config is None else {"entry": entry, **source_identity(config)}
             for entry, config in sources]
+
+
+def labels_digest(labels: torch.Tensor | None) -> str | None:
+    if labels is None:
+        return None
+    return hashlib.sha256(labels.detach().cpu().to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+
+
+def images_identity(images: ImageSet) -> dict[str, Any]:
+    """The pixels and labels a cell reads (data/pixel_digest.py), for the feature store and the cell's work folder:
+    the settings alone do not change when the files under them do (issue 32)."""
+    return {"train_pixels": pixel_digest(images.train_images), "test_pixels": pixel_digest(images.test_images),
+            "train_labels": labels_digest(images.train_labels), "test_labels": labels_digest(images.test_labels)}
+
+
+def pretext_data_identity(pretext: PretextImages, val_labels: torch.Tensor | None) -> dict[str, Any]:
+    """The pretext store key's data part: the sources' settings and a digest of the very pixels (and labels) the
+    encoder is trained and validated on, so an encoder trained on older images is never reused."""
+    return {"sources": sources_identity(pretext.identity), "pixels": pixel_digest(pretext.images),
+            "train_labels": labels_digest(pretext.train_labels), "val_labels": labels_digest(val_labels)}

@@ -35,7 +35,11 @@ def load_dataset(config: DataConfig, pretext_only: bool = False) -> ImageSet:
         # Pretext data only gives its training images, unlabelled: its own test split is dropped, so drawing it
         # by group would only add ways to fail. The target's groups are guarded in pipeline.prepare.
         config = replace(config, group_by="none")
-    return loader(config)
+    images = loader(config)
+    if not pretext_only and images.num_classes < 2:  # a classifier of one class: refused before anything trains
+        raise UserError(f"data={config.name} has one class ({images.classes[0]!r} in "
+                        f"{config.manifest or config.root}); a classifier needs at least two classes")
+    return images
 
 
 __all__ = ["DataConfig", "ImageSet", "LOADERS", "load_dataset"]

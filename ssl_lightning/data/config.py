@@ -126,6 +126,9 @@ class DataConfig:
             if float(self.fraction) != 1.0:
                 raise UserError(f"data.labels_per_class={count} and data.fraction={self.fraction} both set the label "
                                 "budget; keep data.fraction=1.0 with labels_per_class, or set labels_per_class=null")
+        if self.manifest and self.name != "manifest":  # else silently ignored: another data set would train
+            raise UserError(f"data.manifest is read only with data=manifest; add data=manifest (data={self.name} "
+                            "reads its own files)")
         if self.name == "manifest" and not self.manifest:
             raise UserError("data=manifest needs data.manifest=/path/to/file.csv (columns path,label[,group,split])")
         if not 0.0 < float(self.fraction) <= 1.0:

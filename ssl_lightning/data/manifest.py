@@ -46,9 +46,27 @@ def _cell(row: dict[str, Any], column: str) -> str:
 
 def read_manifest(path: Path) -> ManifestRows:
     """Parse and check the CSV: one-line UserError naming the row for a missing column, label, group or split,
-    a file that does not exist and a path listed twice."""
+    a file that does not exist, a path listed twice, and a file that is not UTF-8 text."""
     if not path.is_file():
         raise UserError(f"data.manifest={path} does not exist; point it at a CSV with columns path,label")
+    try:
+        return _read_rows(path)
+    except UnicodeDecodeError:  # e.g. saved as latin-1 by a spreadsheet
+        raise UserError(f"{path} is not UTF-8{_first_bad_byte(path)}; save it as UTF-8") from None
+
+
+def _first_bad_byte(path: Path) -> str:
+    """' (row N, byte 0xE9)' for the first byte that is not UTF-8 (the reader's error counts within a chunk)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        row = data[: error.start].count(b"\n") + 1
+        return f" (row {row}, byte {data[error.start]:#04x})"
+    return ""
+
+
+def _read_rows(path: Path) -> ManifestRows:
     with open(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
         header = [name.strip() for name in reader.fieldnames or []]
@@ -107,6 +125,16 @@ def _check_test_labels(path: Path, rows: ManifestRows) -> None:
             raise UserError(f"{path} row {number}: label {label!r} has no training row (unknown to the classifier)")
 
 
+def _check_classes(path: Path, classes: list[str], train: np.ndarray, test: np.ndarray) -> None:
+    """As for folders (data/folder_checks.py): every label with training and test images; else the run trains and
+    then reports a NaN per-class accuracy and a balanced accuracy over fewer classes."""
+    for side, labels in (("training", train), ("test", test)):
+        missing = [name for index, name in enumerate(classes) if not np.any(labels == index)]
+        if missing:
+            raise UserError(f"label(s) {missing} in {path} have no {side} images (after the test split); add rows "
+                            "for them, mark some as split=test/train, or remove the label")
+
+
 def manifest_identity(manifest: str | None) -> dict[str, str] | None:
     """What the manifest contributes to a store key: its resolved path and the sha256 of its bytes."""
     if not manifest:
@@ -143,6 +171,7 @@ def load(config: DataConfig) -> ImageSet:
         log_group_counts(rule.describe(column=True), kept_groups, label_array, classes)
     if len(train_idx) == 0:
         raise UserError(f"no readable training images in {path}; check the files")
+    _check_classes(path, classes, label_array[train_idx], label_array[test_idx])
     notes = [f"manifest {path}: {len(train_idx)} train / {len(test_idx)} test images, "
              f"{decoded.images.shape[1]} channel(s)"]
     return ImageSet(decoded.images[train_idx], decoded.labels[train_idx], decoded.images[test_idx],

@@ -148,6 +148,8 @@ def export_store_entry(folder: Path, out: Path, extra: dict[str, Any] | None = N
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         meta = {}
+    if not isinstance(meta, dict):  # a damaged meta.json (`null`, a list): the card falls back on the run's fields
+        meta = {}
     state = load_state(folder / "encoder.pt", "pretext store encoder",
                        "rerun the cell that trained it (the store retrains a corrupt entry) and export again")
     card = {"kind": "pretext encoder", "method": meta.get("method"), "experiment": meta.get("experiment"),
@@ -169,10 +171,13 @@ def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exp
         results = json.loads((run_dir / "results.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise UserError(f"{run_dir / 'results.json'} is unreadable ({error}); export another run") from None
+    if not isinstance(results, dict):
+        raise UserError(f"{run_dir / 'results.json'} holds a JSON {type(results).__name__}, not a run's results "
+                        "object; export another run or rerun the cell")
     if results.get("status") != "ok":
         print(f"warning: skipped {run_dir}: the cell did not finish ({results.get('error')})", file=sys.stderr)
         return []
-    config = results.get("config") or {}
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
     common = {"experiment": results.get("experiment"), "backbone_config": config.get("backbone"),
               "data": results.get("data"), "pretext_data": results.get("pretext_data"), "init": results.get("init"),
               "seed": results.get("seed"), "git_commit": results.get("git_commit"), "store_key":

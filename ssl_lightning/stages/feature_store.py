@@ -4,7 +4,7 @@ An entry is `<root>/<key>/features.pt` (a dict of tensors: `train`, `test` float
 `train_labels`, `test_labels` int64; loaded with weights_only=True) and `meta.json` (its sha256 and what produced
 it), written like the pretext store's: the tensors atomically, meta.json last, under a per-key file lock so that
 parallel sweep jobs wait for the one computing instead of computing twice. A corrupt entry fails its checksum,
-is removed and recomputed.
+is removed and recomputed; temporary files of a killed save are swept (pretext_store.sweep_stale_temps).
 
 The key hashes what decides the features and nothing that does not: the encoder (its pretext key and a digest
 of its weights, so random and torchvision inits and BatchNorm re-estimation are covered too), the images (data
@@ -30,7 +30,7 @@ from filelock import FileLock
 
 from ssl_lightning.atomic import write_json, write_torch
 from ssl_lightning.file_hash import file_sha256
-from ssl_lightning.stages.pretext_store import acquire_or_wait, config_key
+from ssl_lightning.stages.pretext_store import acquire_or_wait, config_key, sweep_stale_temps
 
 log = logging.getLogger(__name__)
 FILE_NAME = "features.pt"
@@ -92,6 +92,8 @@ class FeatureStore:
             return None
         try:
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):  # e.g. `null`: damaged like a bad checksum
+                raise ValueError("meta.json is not a JSON object")
             if file_sha256(path) != meta.get("sha256"):
                 raise ValueError("checksum mismatch")
             arrays = torch.load(path, map_location="cpu", weights_only=True)
@@ -106,6 +108,7 @@ class FeatureStore:
     def save(self, key: str, arrays: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Write the tensors, then meta.json with their checksum: an entry without meta.json is unfinished."""
         folder = self.folder(key)
+        sweep_stale_temps(self.root, key)  # a killed save's `.features.pt.*.tmp` (hundreds of MB) goes
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / FILE_NAME
         write_torch(path, {name: arrays[name].contiguous() for name in ARRAYS})

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from ssl_lightning.config import settings as settings_module
-from ssl_lightning.config.identity import DOWNSTREAM, PRETEXT, sources_identity, stage_values
+from ssl_lightning.config.identity import DOWNSTREAM, PRETEXT, images_identity, pretext_data_identity, stage_values
 from ssl_lightning.config.settings import RunSettings
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
@@ -58,17 +58,19 @@ from ssl_lightning.training.trainer_factory import check_accelerator
 log = logging.getLogger("ssl_lightning")
 
 
-def downstream_key(settings: RunSettings, pretext_key: str | None) -> str:
-    """The downstream work folder's key: the pretext key and the config keys declared for the downstream stage
-    (ssl_lightning/config/identity.py), so a resumed cell never reuses candidates fitted under other settings."""
-    return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)})
+def downstream_key(settings: RunSettings, pretext_key: str | None, images: dict[str, Any] | None = None) -> str:
+    """The downstream work folder's key: the pretext key, the config keys declared for the downstream stage
+    (ssl_lightning/config/identity.py) and the images' digest (`images_identity`), so a resumed cell never reuses
+    candidates fitted under other settings or on other images."""
+    parts = {"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)}
+    return config_key(parts if images is None else {**parts, "images": images})
 
 
-def _image_identity(settings: RunSettings) -> dict[str, Any]:
+def _image_identity(settings: RunSettings, pixels: dict[str, Any]) -> dict[str, Any]:
     """Which images a cell reads, for the feature store: the data keys declared for the pretext stage, unprefixed
-    (the feature store drops the split-only ones)."""
-    return {key.removeprefix("data."): value for key, value in stage_values(settings.config, PRETEXT).items()
-            if key.startswith("data.")}
+    (the feature store drops the split-only ones), and the digest of the pixels themselves (`images_identity`)."""
+    return {**{key.removeprefix("data."): value for key, value in stage_values(settings.config, PRETEXT).items()
+               if key.startswith("data.")}, "pixels": pixels}
 
 
 def _sized_eval_batch(settings: RunSettings, height: int, width: int) -> RunSettings:
@@ -253,7 +255,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     try:
         pl.seed_everything(settings.seed, workers=True, verbose=False)
         if cell.pretext is not None:
-            key = pretext_key(settings, sources_identity(cell.pretext.identity))
+            key = pretext_key(settings, pretext_data_identity(cell.pretext, images.train_labels))
             outcome = run_pretext(settings, encoder, cell.pretext.images, cell.pretext.train_indices,
                                   cell.pretext.val_indices, key, tb_dir,
                                   val_labels=images.train_labels,  # pretext val = part of the labelled pool
@@ -265,10 +267,11 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             used = reestimate_batchnorm(encoder, images.train_images, split.pool, seed=settings.seed)
             log.info("random encoder probed linearly: BatchNorm statistics re-estimated on %d training images", used)
             record.merge({"batchnorm_reestimated_on": used})
-        cell_key = downstream_key(settings, record.pretext_key)
+        pixels = images_identity(images)  # the images themselves, not only their settings (issue 32)
+        cell_key = downstream_key(settings, record.pretext_key, pixels)
         work_dir = settings.cache_dir / "cells" / cell_key
         if uses_frozen_stage(settings.downstream):  # k-NN, L-BFGS logistic regression: probes on cached features
-            frozen = run_frozen(settings, encoder, images, split, _image_identity(settings), record.pretext_key,
+            frozen = run_frozen(settings, encoder, images, split, _image_identity(settings, pixels), record.pretext_key,
                                 run_dir)
             record.merge(frozen.results(run_dir, images.classes))
             record.seconds.update(features=round(frozen.seconds_features, 2), probe=round(frozen.seconds_probe, 2),
