@@ -4,6 +4,7 @@ one real cell with `select=cv`. Real settings from the Hydra configs, real probe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from ssl_lightning.data.fractions import LabelSplit
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.cross_validation import fold_count, stratified_group_folds
 from ssl_lightning.evaluation.downstream_selection import MIN_VAL_PER_CLASS, selected_on
+from ssl_lightning.probes.logistic import PathDiverged
 from ssl_lightning.stages.feature_store import CachedFeatures
-from ssl_lightning.stages.frozen_stage import fit_probe, plan_selection
+from ssl_lightning.stages.frozen_stage import all_diverged_error, fit_probe, plan_selection
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 CPU = torch.device("cpu")
@@ -186,3 +188,18 @@ def test_a_cv_cell_records_its_choice(cli_in_process, tmp_path):
     assert results["diverged_candidates"] == [] and results["probe_layer"] == "last"
     assert [c for c, _, _ in results["selection_scores"]][0] == 1e-6
     assert 0.0 <= results["best_val_balanced_acc"] <= 1.0  # validation still reported
+
+
+def test_a_grid_whose_every_penalty_diverges_fails_in_one_line():
+    """Issue 32: C=1e-200 wrote NaN weights with status ok. The settings refuse it (exit 2); a grid that slips past
+    (here set directly) raises instead of testing NaN weights."""
+    with pytest.raises(UserError, match=r"penalty_grid=\[1e-200\]: C=1e-200 is outside"):
+        _settings("downstream=linear", "downstream.penalty_grid=[1e-200]")
+    settings = _settings("downstream=linear", "downstream.select=val")
+    stage = dataclasses.replace(settings.downstream, penalty_grid=(1e-200,))
+    features, labels, labelled, val = _noisy_pair()
+    split = _split(labels, labelled, val)
+    with pytest.raises(PathDiverged) as caught:
+        fit_probe(stage, plan_selection(settings, labels, None, split), "last", features, split, 2, CPU)
+    message = str(all_diverged_error(stage, [{"C": c, "probe_layer": "last"} for c in caught.value.diverged]))
+    assert message.startswith("downstream.penalty_grid=[1e-200]: every penalty gave non-finite") and "\n" not in message

@@ -209,6 +209,8 @@ def _check_selection(stage: DownstreamSettings, data: DataConfig) -> None:
         return
     why = "data.val_split=0" if not float(data.val_split) > 0 else "downstream.limit_val_batches=0"
     message = no_validation_message(why, stage.select, len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best")
+    if message and is_frozen(stage.protocol, stage.solver):
+        message += "; or choose by cross-validation of the labelled images with downstream.select=cv"
     if message:
         raise UserError(message)
 

@@ -406,7 +406,7 @@ def _save_embeddings(fit: Fit, images: ImageSet, run_dir: Path, seed: int) -> No
         "classes": np.asarray(images.classes, dtype=str)})
 
 
-def _all_diverged(stage: DownstreamSettings, diverged: list[dict[str, Any]]) -> PathDiverged:
+def all_diverged_error(stage: DownstreamSettings, diverged: list[dict[str, Any]]) -> PathDiverged:
     grid = "[" + ",".join(f"{c:g}" for c in stage.penalty_grid) + "]"
     return PathDiverged([d["C"] for d in diverged], f"downstream.penalty_grid={grid}: every penalty gave non-finite "
                         f"weights or loss on every probed layer; use C values in [{MIN_PENALTY:g}, {MAX_PENALTY:g}] "
@@ -435,7 +435,7 @@ def _fit_layers(settings: RunSettings, encoder: Encoder, images: ImageSet, split
             diverged += [{"C": c, "probe_layer": layer} for c in error.diverged]
         probe_seconds += time.perf_counter() - started
     if not fits:
-        raise _all_diverged(stage, diverged)
+        raise all_diverged_error(stage, diverged)
     return fits, diverged, features_seconds, probe_seconds
 
 
