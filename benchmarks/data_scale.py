@@ -38,7 +38,7 @@ from ssl_lightning.data.augment import to_unit_float
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.image_store import ImageStore, StoreRequest, available_cores
 from ssl_lightning.data.imagefolder import load as load_imagefolder
-from ssl_lightning.data.loading import ALL, DROP, IndexedImages, ShardedBatchSampler
+from ssl_lightning.data.loading import DROP, IndexedImages, ShardedBatchSampler
 from ssl_lightning.data.mapped_images import take
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.rotation import RotationPretext

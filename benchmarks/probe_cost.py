@@ -44,12 +44,13 @@ def run_cell(overrides: list[str], folder: Path) -> dict:
 
 
 def time_split(settings, cell, features, device) -> tuple[float, float]:
-    """(seconds, test accuracy) of one probe on one label split: fit, choose on validation, test once."""
+    """(seconds, test accuracy) of one probe on one label split: fit, choose (downstream.select), test once."""
     from ssl_lightning.evaluation.metrics import classification_metrics
-    from ssl_lightning.stages.frozen_stage import evaluate_probe, fit_probe
+    from ssl_lightning.stages.frozen_stage import evaluate_probe, fit_probe, plan_selection
 
     started = time.perf_counter()
-    fit = fit_probe(settings.downstream, "last", features, cell.split, cell.images.num_classes, device)
+    plan = plan_selection(settings, cell.images.train_labels.numpy(), cell.images.train_groups, cell.split)
+    fit = fit_probe(settings.downstream, plan, "last", features, cell.split, cell.images.num_classes, device)
     probabilities, labels = evaluate_probe(settings.downstream, fit, cell.split, cell.images.num_classes, device)
     metrics = classification_metrics(probabilities, labels, cell.images.num_classes, groups=cell.images.test_groups)
     return time.perf_counter() - started, metrics.acc

@@ -15,7 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from ssl_lightning.config import settings as settings_module
 from ssl_lightning.errors import UserError
 from ssl_lightning.probes.knn import knn_probabilities
-from ssl_lightning.probes.logistic import Standardizer, accuracy, fit_logistic, select_penalty
+from ssl_lightning.probes.logistic import HeldOut, PathDiverged, Standardizer, accuracy, fit_logistic, select_penalty
+from ssl_lightning.probes.scoring import Scored, better, choose, held_out_score
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -46,17 +47,26 @@ def test_logistic_regression_matches_scikit_learn_with_the_same_c(penalty):
     np.testing.assert_allclose(ours.weight.numpy(), reference.coef_, atol=1e-3 * scale)
 
 
+def _path(train, train_labels, val, val_labels, grid, **options):
+    return select_penalty([HeldOut(train, train_labels, val, val_labels)], 3, grid, **options)
+
+
+def _accuracies(choice) -> list[float]:
+    return [c.score for c in choice.scores]
+
+
 def test_the_penalty_is_chosen_on_validation_and_warm_starts_reach_the_cold_solution():
     train, train_labels = _blobs(300, 8, 3, seed=2)
     val, val_labels = _blobs(300, 8, 3, seed=3)
     grid = [1e-5, 1e-3, 1e-1, 10.0]
-    choice = select_penalty(train, train_labels, val, val_labels, 3, grid, tolerance=1e-9)
-    assert [c for c, _ in choice.scores] == sorted(grid)
-    best = max(acc for _, acc in choice.scores)
-    assert choice.val_acc == best
-    assert choice.model.penalty == min(c for c, acc in choice.scores if acc == best)  # ties: stronger penalty
-    assert choice.scores[0][1] < best  # C=1e-5 is near chance here: the grid matters
-    cold = fit_logistic(train, train_labels, 3, choice.model.penalty, tolerance=1e-9)
+    choice = _path(train, train_labels, val, val_labels, grid, tolerance=1e-9)
+    assert [c.value for c in choice.scores] == sorted(grid)
+    best = max(_accuracies(choice))
+    assert choice.score == best
+    tied = [c for c in choice.scores if c.score == best]
+    assert choice.loss == min(c.loss for c in tied)  # ties: the lower validation loss, not the stronger penalty
+    assert choice.scores[0].score < best  # C=1e-5 is near chance here: the grid matters
+    cold = fit_logistic(train, train_labels, 3, choice.penalty, tolerance=1e-9)
     np.testing.assert_allclose(choice.model.probabilities(val).numpy(), cold.probabilities(val).numpy(), atol=1e-5)
 
 
@@ -66,26 +76,24 @@ def test_a_flat_start_does_not_end_the_penalty_path():
     train, train_labels = _blobs(30, 8, 3, seed=0)
     val, val_labels = _blobs(12, 8, 3, seed=10)
     grid = [10.0 ** e for e in range(-7, 2)]
-    full = select_penalty(train, train_labels, val, val_labels, 3, grid)
-    flat = [acc for _, acc in full.scores[:4]]
-    assert len(set(flat)) == 1 and full.val_acc > flat[0]  # a flat start, then a rise
-    stopped = select_penalty(train, train_labels, val, val_labels, 3, grid, patience=3)
-    assert stopped.val_acc == full.val_acc and stopped.model.penalty == full.model.penalty
+    full = _path(train, train_labels, val, val_labels, grid)
+    flat = _accuracies(full)[:4]
+    assert len(set(flat)) == 1 and full.score > flat[0]  # a flat start, then a rise
+    stopped = _path(train, train_labels, val, val_labels, grid, patience=3)
+    assert stopped.score == full.score and stopped.penalty == full.penalty
 
 
-def test_the_penalty_path_stops_after_patience_values_without_a_better_one():
+def test_the_penalty_path_stops_after_patience_values_that_did_not_become_the_choice():
     train, train_labels = _blobs(300, 8, 3, seed=2)
     val, val_labels = _blobs(300, 8, 3, seed=3)
     grid = [10.0 ** e for e in range(-6, 6)]
-    full = select_penalty(train, train_labels, val, val_labels, 3, grid)
-    stopped = select_penalty(train, train_labels, val, val_labels, 3, grid, patience=2)
-    accuracies = [acc for _, acc in full.scores]
-    best_index = accuracies.index(max(accuracies))
-    expected = len(grid)
-    since, risen = 0, False
-    for index, acc in enumerate(accuracies):  # the first index where 2 values in a row did not beat the best so far,
-        if acc > max(accuracies[:index], default=-1.0):  # counted once accuracy has risen above the first C's
-            since, risen = 0, index > 0
+    full = _path(train, train_labels, val, val_labels, grid)
+    stopped = _path(train, train_labels, val, val_labels, grid, patience=2)
+    expected, since, risen, best = len(grid), 0, False, None
+    for index, candidate in enumerate(full.scores):  # written out: a new best (score, then loss) resets the count,
+        if best is None or better(candidate, best):  # which starts once the score rose above the first C's
+            risen = risen or (best is not None and candidate.score > full.scores[0].score)
+            best, since = candidate, 0
         elif risen:
             since += 1
         if since == 2:
@@ -93,8 +101,46 @@ def test_the_penalty_path_stops_after_patience_values_without_a_better_one():
             break
     assert len(stopped.scores) == expected < len(grid)
     assert stopped.scores == full.scores[:expected]
-    if best_index < expected:
-        assert stopped.model.penalty == full.model.penalty
+    if full.scores.index(next(c for c in full.scores if c.value == full.penalty)) < expected:
+        assert stopped.penalty == full.penalty
+
+
+def test_equal_scores_go_to_the_lower_loss_then_to_the_middle_value():
+    assert choose([Scored(1e-6, 0.5, 2.30), Scored(1e-3, 0.5, 1.1), Scored(1.0, 0.5, 1.9)]) == 1
+    assert choose([Scored(1e-6, 0.5, 2.3), Scored(1e-3, 0.6, 1.9), Scored(1.0, 0.6, 1.2)]) == 2
+    assert choose([Scored(k, 0.5, 0.7) for k in (5, 10, 20, 50)]) == 1  # all tied: the (lower) middle k
+    assert choose([Scored(k, 0.5, 0.7) for k in (5, 10, 20)]) == 1
+
+
+def test_a_tie_on_validation_accuracy_is_not_won_by_the_strongest_penalty():
+    """One validation image per class: several C values score the same; the stronger penalties' near-uniform
+    probabilities lose on validation loss."""
+    train, train_labels = _blobs(30, 8, 3, seed=0)
+    val, val_labels = _blobs(3, 8, 3, seed=11)
+    grid = [10.0 ** e for e in range(-6, 3)]
+    choice = _path(train, train_labels, val, val_labels, grid)
+    top = [c for c in choice.scores if c.score == choice.score]
+    assert len(top) > 1 and choice.penalty != min(c.value for c in top)
+    assert choice.loss == min(c.loss for c in top)
+
+
+def test_a_penalty_with_non_finite_weights_is_skipped_and_listed():
+    train, train_labels = _blobs(60, 8, 3, seed=0)
+    val, val_labels = _blobs(30, 8, 3, seed=1)
+    choice = _path(train, train_labels, val, val_labels, [1e-200, 1.0])
+    assert choice.diverged == [1e-200] and choice.penalty == 1.0
+    assert [c.value for c in choice.scores] == [1.0] and torch.isfinite(choice.model.weight).all()
+    with pytest.raises(PathDiverged):
+        _path(train, train_labels, val, val_labels, [1e-300, 1e-200])
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
+    scores = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 0, 1])
+    assert held_out_score(scores, labels, "acc") == 1.0
+    predict_zero = torch.tensor([[1.0, 0.0]] * 4)
+    assert held_out_score(predict_zero, labels, "acc") == 0.75
+    assert held_out_score(predict_zero, labels, "balanced_acc") == 0.5
 
 
 def _knn_by_hand(bank, bank_labels, queries, classes, k, temperature, metric):
@@ -156,6 +202,10 @@ def test_frozen_probe_settings_and_their_defaults():
     (["downstream=linear", "downstream.lr_grid=[0.1]"], "downstream.penalty_grid"),
     (["downstream=linear", "downstream.head=mlp"], "needs downstream.solver=sgd"),
     (["downstream=linear", "downstream.penalty_grid=[0.1,-1]"], "downstream.penalty_grid=[0.1, -1] is invalid"),
+    (["downstream=linear", "downstream.penalty_grid=[1e-200]"], "outside [1e-12, 1e+12]"),
+    (["downstream=linear", "downstream.cv_folds=1"], "downstream.cv_folds=1"),
+    (["downstream.select=cv"], "downstream.select=cv is not available for downstream=finetune yet"),
+    (["downstream=knn", "downstream.select=first"], "downstream.select='first' unknown"),
     (["downstream=linear", "+downstream.k=5"], "applies to downstream=knn only"),
     (["downstream=knn", "downstream.k=0"], "downstream.k=0"),
     (["downstream=knn", "downstream.metric=manhattan"], "cosine, euclidean"),

@@ -138,6 +138,7 @@ DECLARED: dict[str, Declared] = {
     "downstream.probe_layer": downstream(),
     "downstream.monitor": downstream(),
     "downstream.select": downstream(),
+    "downstream.cv_folds": downstream(),
     "downstream.solver": downstream(),
     "downstream.penalty_grid": downstream(),
     "downstream.penalty_patience": downstream(),

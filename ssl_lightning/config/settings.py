@@ -15,7 +15,13 @@ from ssl_lightning.config.validation import check_values
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.classifier import PROTOCOLS
-from ssl_lightning.evaluation.downstream_selection import MONITORS, SELECTS, no_validation_message
+from ssl_lightning.evaluation.downstream_selection import (
+    DEFAULT_CV_FOLDS,
+    MONITORS,
+    SELECT_ALIASES,
+    SELECTS,
+    no_validation_message,
+)
 from ssl_lightning.evaluation.step_plan import DEFAULT_MIN_STEPS
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.optim import OptimConfig
@@ -82,7 +88,9 @@ class DownstreamSettings:
     lr_grid: tuple[float, ...] | None = None
     probe_layer: str | int = "last"
     monitor: str = "auto"  # acc | balanced_acc | auto (downstream_selection.resolve_monitor)
-    select: str = "best"  # best: the best-validation checkpoint; last: the last epoch (needed without validation)
+    # auto | val | cv | last (downstream_selection.SELECTS; `best` is read as `val`); fine-tuning: val | last
+    select: str = "auto"
+    cv_folds: int = DEFAULT_CV_FOLDS  # folds of the labelled set under select=cv (fewer when a class is smaller)
     # frozen-feature probes (frozen_stage.py); solver: lbfgs | sgd (linear), sgd (finetune), None (knn)
     solver: str | None = None
     penalty_grid: tuple[float, ...] = DEFAULT_PENALTY_GRID  # scikit-learn's C, chosen on validation
@@ -144,6 +152,7 @@ def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
         raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join((*PROTOCOLS, KNN))} (downstream=<name>)")
     if head not in HEADS:
         raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
+    probe = frozen_probe_fields(values, protocol, head)
     stage = DownstreamSettings(
         protocol=protocol, head=head, epochs=int(values.get("epochs", 1)),
         batch_size=int(values.get("batch_size", 1)),
@@ -155,8 +164,9 @@ def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
         lr_grid=_lr_grid(values.get("lr_grid")),
         probe_layer=_probe_layer(values.get("probe_layer", "last")),
         monitor=_choice(values.get("monitor", "auto"), MONITORS, "monitor"),
-        select=_choice(values.get("select", "best"), SELECTS, "select"),
-        **frozen_probe_fields(values, protocol, head),
+        select=_select(values.get("select", "auto")),
+        cv_folds=_cv_folds(values.get("cv_folds", DEFAULT_CV_FOLDS)),
+        **probe,
     )
     _check_selection(stage, data)
     return stage
@@ -177,6 +187,17 @@ def _choice(value: Any, valid: tuple[str, ...], key: str) -> str:
     return str(value)
 
 
+def _select(value: Any) -> str:
+    """downstream.select by its canonical name (`best` is read as `val`); `auto` is resolved per label split."""
+    return _choice(SELECT_ALIASES.get(value, value) if isinstance(value, str) else value, SELECTS, "select")
+
+
+def _cv_folds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise UserError(f"downstream.cv_folds={value} must be a whole number >= 2 (folds of the labelled set)")
+    return value
+
+
 def _check_selection(stage: DownstreamSettings, data: DataConfig) -> None:
     """Without validation images nothing can be chosen on validation: refuse before anything trains instead of
     testing the last epoch as if it had been chosen, unless `downstream.select=last` says so explicitly."""
@@ -184,6 +205,8 @@ def _check_selection(stage: DownstreamSettings, data: DataConfig) -> None:
         return
     why = "data.val_split=0" if not float(data.val_split) > 0 else "downstream.limit_val_batches=0"
     message = no_validation_message(why, stage.select, len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best")
+    if message and is_frozen(stage.protocol, stage.solver):
+        message += "; or choose by cross-validation of the labelled images with downstream.select=cv"
     if message:
         raise UserError(message)
 

@@ -11,6 +11,11 @@ KNN = "knn"  # not a Classifier protocol: k-NN has no SGD head
 SOLVERS = ("lbfgs", "sgd")
 KNN_METRICS = ("cosine", "euclidean")
 DEFAULT_PENALTY_GRID = tuple(10.0 ** e for e in range(-6, 6))  # C = 1e-6 ... 1e5, one per decade
+# The C values accepted: below 1e-12 the weights on standardised features are ~1e-14 or nothing (a constant
+# prediction), and below about 1e-150 the ridge term overflows L-BFGS into NaN weights (issue 32: C=1e-200 wrote
+# an all-NaN probe with status ok); above 1e12 the fit is the unpenalised one (measured: weights equal to 1e-9
+# from C=1e8 on). A C inside the range that still diverges is skipped at fit time (`diverged_candidates`).
+MIN_PENALTY, MAX_PENALTY = 1e-12, 1e12
 
 
 def is_frozen(protocol: str, solver: str | None) -> bool:
@@ -49,6 +54,11 @@ def _penalty_grid(value: Any) -> tuple[float, ...]:
     if not grid or any(isinstance(c, bool) or not isinstance(c, int | float) or not c > 0 for c in grid):
         raise UserError(f"downstream.penalty_grid={list(grid)} must be a non-empty list of positive C values "
                         "(scikit-learn's LogisticRegression C), e.g. downstream.penalty_grid=[0.01,0.1,1]")
+    outside = [c for c in grid if not MIN_PENALTY <= c <= MAX_PENALTY]
+    if outside:
+        raise UserError(f"downstream.penalty_grid={list(grid)}: C={outside[0]:g} is outside [{MIN_PENALTY:g}, "
+                        f"{MAX_PENALTY:g}], where the fit gives non-finite or vanishing weights; use values in that "
+                        "range (the default grid is 1e-6 ... 1e5)")
     return tuple(float(c) for c in grid)
 
 

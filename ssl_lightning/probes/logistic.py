@@ -5,22 +5,26 @@ The penalty is scikit-learn's `LogisticRegression(C=...)`: the fit minimises
 here means the same as in scikit-learn (and in Kornblith et al. 2019 / SimCLR's linear evaluation). The
 objective is divided by `C * n` before L-BFGS sees it (same minimiser, gradients of order one for every C).
 Penalties are fitted from the strongest (smallest C) to the weakest, each fit starting from the previous
-solution (warm start), and the one with the best accuracy on the validation selection is kept. With `patience`
-the path stops after that many penalties in a row without a better validation accuracy (counted once the accuracy
+solution (warm start), and the one with the best held-out score (validation, or the mean over cross-validation
+folds) is kept; ties go to the lower held-out cross-entropy, then the middle C (scoring.py). With `patience`
+the path stops after that many penalties in a row that did not become the choice (counted once the score
 has risen above the first penalty's, so a flat start does not end the path): the weakly regularised
-end of the grid costs the most L-BFGS iterations and, once validation accuracy has stopped rising, would not be
-chosen unless accuracy rose again after `patience` values (ties go to the smaller C anyway).
+end of the grid costs the most L-BFGS iterations and, once the held-out score has stopped rising, would not be
+chosen unless it rose again after `patience` values.
 L-BFGS stops when the largest gradient entry of the scaled objective is below `TOLERANCE` (scikit-learn's lbfgs
 default is 1e-4 on the same scaling), after `max_iter` iterations, or when the loss stops changing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from ssl_lightning.probes.scoring import TIE, Scored, better, choose, cross_entropy, held_out_score
 
 TOLERANCE = 1e-5
 
@@ -93,38 +97,92 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float((scores.argmax(dim=1).cpu() == labels.cpu()).double().mean()) if len(labels) else float("nan")
 
 
+def finite(model: LogisticModel) -> bool:
+    """False when L-BFGS left non-finite weights (e.g. C=1e-200: the ridge term overflows the line search)."""
+    return bool(torch.isfinite(model.weight).all() and torch.isfinite(model.bias).all())
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One fit of the path: its training rows and the held-out rows it is scored on (features standardised)."""
+
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    held: torch.Tensor
+    held_labels: torch.Tensor
+
+
 @dataclass
 class PenaltyChoice:
-    model: LogisticModel  # fitted with the chosen penalty
-    val_acc: float
-    scores: list[tuple[float, float]]  # (C, validation accuracy) for every penalty tried, in fitting order
+    penalty: float  # the chosen C
+    score: float  # its held-out score on the metric (mean over the splits)
+    loss: float  # its held-out cross-entropy (mean over the splits)
+    models: list[LogisticModel]  # the chosen C's model on each split (one split: fitted on the labelled rows)
+    scores: list[Scored]  # every C fitted, in fitting order (diverged ones left out)
+    diverged: list[float] = field(default_factory=list)  # C values whose fit gave non-finite weights or loss
+
+    @property
+    def model(self) -> LogisticModel:
+        return self.models[0]
 
 
-def select_penalty(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor, val_labels: torch.Tensor,
-                   num_classes: int, grid: Sequence[float], max_iter: int = 1000,
-                   tolerance: float = TOLERANCE, patience: int | None = None) -> PenaltyChoice:
-    """Fit the grid's C values (smallest first, warm-started) and keep the best on validation accuracy; ties go to
-    the smaller C (the stronger penalty). `patience`: stop after that many C values without a better one, counted
-    from the first rise: with few validation images (10 at 5 labels per class) the strongest penalties often tie,
-    and counting those stopped the path before any useful C was fitted."""
+class PathDiverged(ValueError):
+    """Every penalty of the grid gave non-finite weights or held-out loss."""
+
+    def __init__(self, diverged: Sequence[float], message: str | None = None):
+        self.diverged = list(diverged)
+        super().__init__(message or f"every penalty C {[f'{c:g}' for c in self.diverged]} gave non-finite weights "
+                         "or loss")
+
+
+def _scored(model: LogisticModel, split: HeldOut, metric: str) -> tuple[float, float]:
+    probabilities = model.probabilities(split.held)
+    return held_out_score(probabilities, split.held_labels, metric), cross_entropy(probabilities, split.held_labels)
+
+
+def select_penalty(splits: Sequence[HeldOut], num_classes: int, grid: Sequence[float], metric: str = "acc",
+                   max_iter: int = 1000, tolerance: float = TOLERANCE, patience: int | None = None) -> PenaltyChoice:
+    """Fit the grid's C values (smallest first, warm-started per split) on every split, score each C by the mean
+    held-out `metric` over the splits (one split: validation; several: cross-validation folds) and choose by
+    scoring.choose (ties: lower held-out loss, then the middle C; never simply the strongest penalty).
+    `patience`: stop after that many C values in a row that did not become the choice, counted from the first rise
+    of the score above the first C's: with few held-out images (10 at 5 labels per class) the strongest penalties
+    often tie, and counting those stopped the path before any useful C was fitted. A C whose fit on any split gives
+    non-finite weights or loss is listed in `diverged` and skipped (the next C starts from the last finite fit);
+    PathDiverged when every C did."""
     if not grid:
         raise ValueError("the penalty grid is empty")
-    best: PenaltyChoice | None = None
-    previous: LogisticModel | None = None
-    scores: list[tuple[float, float]] = []
-    since_best = 0
-    risen = False  # patience counts only once validation accuracy has risen above the first penalty's
+    if not splits:
+        raise ValueError("no split to fit the penalty path on")
+    previous: list[LogisticModel | None] = [None] * len(splits)
+    scores: list[Scored] = []
+    models_by_c: list[list[LogisticModel]] = []
+    diverged: list[float] = []
+    best: int | None = None
+    since_best, risen = 0, False
     for penalty in sorted(float(c) for c in grid):
         if patience is not None and since_best >= patience:
             break
-        model = fit_logistic(train, train_labels, num_classes, penalty, previous, max_iter, tolerance)
-        val_acc = accuracy(model.logits(val), val_labels)
-        scores.append((penalty, val_acc))
-        if best is None or val_acc > best.val_acc:
-            risen = best is not None
-            best, since_best = PenaltyChoice(model, val_acc, scores), 0
+        models = [fit_logistic(s.train, s.train_labels, num_classes, penalty, start, max_iter, tolerance)
+                  for s, start in zip(splits, previous, strict=True)]
+        results = [_scored(m, s, metric) for m, s in zip(models, splits, strict=True)] if all(
+            finite(m) for m in models) else []
+        if not results or any(len(s.held_labels) and not math.isfinite(loss)
+                              for s, (_, loss) in zip(splits, results, strict=True)):
+            diverged.append(penalty)
+            continue
+        mean_score = sum(r[0] for r in results) / len(results)
+        candidate = Scored(penalty, mean_score, sum(r[1] for r in results) / len(results))
+        scores.append(candidate)
+        models_by_c.append(models)
+        previous = list(models)
+        if best is None or better(candidate, scores[best]):
+            risen = risen or (best is not None and mean_score > scores[0].score + TIE)
+            best, since_best = len(scores) - 1, 0
         elif risen:
             since_best += 1
-        previous = model
-    assert best is not None
-    return best
+    if best is None:
+        raise PathDiverged(diverged)
+    chosen = choose(scores)
+    pick = scores[chosen]
+    return PenaltyChoice(float(pick.value), pick.score, pick.loss, models_by_c[chosen], scores, diverged)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -29,8 +30,10 @@ from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.classifier import CHECKPOINT_VALIDATION, Classifier
+from ssl_lightning.evaluation.cross_validation import fold_count
 from ssl_lightning.evaluation.downstream_selection import (
     METRICS,
+    auto_select_for_split,
     no_validation_message,
     resolve_monitor,
     selected_on,
@@ -62,7 +65,10 @@ class DownstreamOutcome:
     epochs: int
     seconds: float
     monitor: str = "acc"  # the resolved validation metric (`downstream.monitor`)
-    selected_on: str = "best_val_acc"  # best_val_<monitor> | last
+    selected_on: str = "best_val_acc"  # best_val_<monitor> | cv_<monitor> | last
+    select: str = "val"  # the resolved downstream.select
+    selection_note: str = ""
+    cv_folds: int | None = None
     validation: dict[str, float] = field(default_factory=dict)  # validation metrics of the tested checkpoint
     best_epoch: int = 0  # 1-based epoch of the tested checkpoint
     chosen_lr: float = 0.0
@@ -93,7 +99,8 @@ class DownstreamOutcome:
             values[f"best_val_{metric}"] = self.validation.get(metric)
         values.update(best_epoch=self.best_epoch, best_step=self.best_step, chosen_lr=self.chosen_lr,
                       probe_layer=self.probe_layer, diverged_candidates=list(self.diverged),
-                      downstream_steps=self.steps, labeled_images_seen=self.labeled_images_seen)
+                      downstream_steps=self.steps, labeled_images_seen=self.labeled_images_seen,
+                      select=self.select, selection_note=self.selection_note, cv_folds=self.cv_folds)
         return values
 
 
@@ -124,8 +131,9 @@ class Selection:
     """How every candidate of one cell is fitted and chosen."""
 
     monitor: str  # acc | balanced_acc (resolved)
-    select: str  # best | last
+    select: str  # val | cv | last (resolved)
     has_validation: bool
+    note: str = ""  # why `auto` or a fallback resolved to `select`
 
     @property
     def key(self) -> str:
@@ -263,7 +271,37 @@ def selection_for(settings: RunSettings, images: ImageSet, split: LabelSplit) ->
         log.info("downstream.monitor=auto: validation %s (labelled images per class %s)",
                  "balanced accuracy" if monitor == "balanced_acc" else "accuracy", "/".join(map(str, counts)))
     has_validation = len(split.selection_val) > 0 and float(stage.limit_val_batches) > 0
-    return Selection(monitor, stage.select, has_validation)
+    select, note = _resolve_select(settings, images, split, has_validation)
+    if note:
+        log.info("downstream %s", note)
+    return Selection(monitor, select, has_validation, note)
+
+
+def _resolve_select(settings: RunSettings, images: ImageSet, split: LabelSplit,
+                    has_validation: bool) -> tuple[str, str]:
+    """`auto` -> cv when validation holds fewer than MIN_VAL_PER_CLASS images (groups) per class, else val; `cv`
+    -> val (or last without validation) when a labelled class has fewer than 2 images (groups) to fold; said in the
+    returned note, which results.json keeps as `selection_note`."""
+    stage = settings.downstream
+    labels = images.train_labels.numpy()
+    groups = images.train_groups
+    select, note = stage.select, ""
+    if select == "auto":
+        select, note = auto_select_for_split(labels, groups, split.labeled, split.selection_val)
+    if select != "cv":
+        return select, note
+    labelled = np.asarray(split.labeled)
+    count = fold_count(labels[labelled], None if groups is None else groups[labelled], stage.cv_folds)
+    if count >= 2:
+        return "cv", f"{note + '; ' if note else ''}select=cv: {count} folds of the labelled set"
+    unit = "groups" if groups is not None else "images"
+    why = f"{note + '; ' if note else ''}select=cv: the smallest labelled class has {count} {unit}, too few to fold"
+    if has_validation:
+        return "val", f"{why}: chosen on validation instead"
+    if len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best":
+        raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
+                        "needs 2) and there are no validation images; give data.val_split>0 or more labels")
+    return "last", f"{why}; no validation images: the last step is tested"
 
 
 def _fit_candidates(settings: RunSettings, encoder: Encoder, images: ImageSet, data: DownstreamDataModule,
@@ -380,6 +418,9 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         seconds=time.perf_counter() - started,
         monitor=selection.monitor,
         selected_on=selected_on(selection.select, selection.monitor),
+        select=selection.select,
+        selection_note=selection.note,
+        cv_folds=int(chosen.validation["cv_folds"]) if "cv_folds" in chosen.validation else None,
         validation=chosen.validation,
         best_epoch=chosen.epoch,
         chosen_lr=chosen.candidate.lr,

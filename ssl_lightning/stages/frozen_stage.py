@@ -2,7 +2,8 @@
 
 features of every image (feature store: computed once per encoder, layer and data set) -> fit on the labelled
 subset -> choose the penalty (logistic regression) or k (k-NN), and with `probe_layer=best` the layer, on the
-validation selection -> test once. Used for `downstream=knn` and for `downstream=linear` with
+monitored metric (`downstream.monitor`) of the validation selection or, with `downstream.select=cv`, of folds of
+the labelled set (then refitted on all of it) -> test once. Used for `downstream=knn` and for `downstream=linear` with
 `downstream.solver=lbfgs`; the SGD head through the Trainer (`solver=sgd`) stays in downstream_stage.
 """
 
@@ -24,12 +25,25 @@ from ssl_lightning.data.augment import standardize, to_unit_float
 from ssl_lightning.data.base import Images, ImageSet
 from ssl_lightning.data.fractions import LabelSplit
 from ssl_lightning.data.mapped_images import take
+from ssl_lightning.errors import UserError
+from ssl_lightning.evaluation.cross_validation import fold_count, stratified_group_folds
+from ssl_lightning.evaluation.downstream_selection import auto_select_for_split, resolve_monitor, selected_on
 from ssl_lightning.evaluation.metrics import ClassificationMetrics, classification_metrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
-from ssl_lightning.probes.config import is_frozen
+from ssl_lightning.probes.config import MAX_PENALTY, MIN_PENALTY, is_frozen
 from ssl_lightning.probes.knn import knn_probabilities
-from ssl_lightning.probes.logistic import LogisticModel, Standardizer, accuracy, select_penalty
+from ssl_lightning.probes.logistic import (
+    HeldOut,
+    LogisticModel,
+    PathDiverged,
+    PenaltyChoice,
+    Standardizer,
+    finite,
+    fit_logistic,
+    select_penalty,
+)
+from ssl_lightning.probes.scoring import MIN_PROBABILITY, Scored, choose, cross_entropy, held_out_score
 from ssl_lightning.stages.embeddings import FILE_NAME as EMBEDDINGS_FILE
 from ssl_lightning.stages.embeddings import MAX_IMAGES, subsample
 from ssl_lightning.stages.feature_store import (
@@ -44,7 +58,6 @@ from ssl_lightning.training.distributed import is_global_zero
 
 log = logging.getLogger(__name__)
 CHECKPOINT = Path("checkpoints") / "probe.pt"
-MIN_PROBABILITY = 1e-12  # k-NN gives probability 0 to classes without a vote: the test loss clamps it
 
 
 def uses_frozen_stage(stage: DownstreamSettings) -> bool:
@@ -52,18 +65,35 @@ def uses_frozen_stage(stage: DownstreamSettings) -> bool:
     return is_frozen(stage.protocol, stage.solver)
 
 
+@dataclass(frozen=True)
+class SelectionPlan:
+    """How this split's probe is chosen: `select` resolved (val | cv | last), the monitored metric, the folds of
+    the labelled set (positions into split.labeled; cv only) and why `auto` or a fallback resolved as it did."""
+
+    select: str
+    monitor: str
+    folds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def selected_on(self) -> str:
+        return selected_on(self.select, self.monitor)
+
+
 @dataclass
 class Fit:
-    """One layer's probe, chosen on validation."""
+    """One layer's probe, chosen by the plan (on validation or by cross-validation, then refitted)."""
 
     layer: int | str
     features: CachedFeatures
-    val_acc: float
+    score: float  # the chosen candidate's held-out score on the monitored metric (validation or mean over folds)
+    loss: float  # its held-out cross-entropy
     penalty: float | None = None
     k: int | None = None
     model: LogisticModel | None = None
     standardizer: Standardizer | None = None
-    val_scores: list[tuple[float | int, float]] = field(default_factory=list)  # (C or k, validation accuracy)
+    scores: list[Scored] = field(default_factory=list)  # every C or k tried, in order
+    diverged: list[float] = field(default_factory=list)  # C values with non-finite weights or loss
 
 
 @dataclass
@@ -73,6 +103,9 @@ class FrozenOutcome:
     test_loss: float
     metrics: ClassificationMetrics
     chosen: Fit
+    plan: SelectionPlan
+    validation: dict[str, float | None]  # the chosen probe on the validation split (None without one)
+    diverged: list[dict[str, Any]]  # every (layer, C) skipped for non-finite weights or loss
     checkpoint: Path
     seconds_features: float
     seconds_probe: float
@@ -84,11 +117,68 @@ class FrozenOutcome:
             "status": "ok", "test_loss": self.test_loss, "test_acc": self.metrics.acc,
             **self.metrics.as_results(),
             "per_class_acc": dict(zip(classes, self.metrics.per_class_acc, strict=False)),
-            "best_val_acc": fit.val_acc, "checkpoint": str(self.checkpoint.relative_to(run_dir)),
+            "best_val_acc": self.validation["acc"], "best_val_balanced_acc": self.validation["balanced_acc"],
+            "val_loss": self.validation["loss"], "checkpoint": str(self.checkpoint.relative_to(run_dir)),
             "best_epoch": None, "chosen_lr": None, "probe_layer": fit.layer, "solver": self.solver,
-            "chosen_penalty": fit.penalty, "chosen_k": fit.k, "val_scores": [list(pair) for pair in fit.val_scores],
+            "monitor": self.plan.monitor, "select": self.plan.select, "selected_on": self.plan.selected_on,
+            "selection_note": self.plan.note, "cv_folds": len(self.plan.folds) or None,
+            "selection_score": fit.score, "selection_loss": fit.loss,
+            "chosen_C": fit.penalty, "chosen_penalty": fit.penalty, "chosen_k": fit.k,
+            "val_scores": [[c.value, c.score] for c in fit.scores],
+            "selection_scores": [[c.value, c.score, c.loss] for c in fit.scores],
+            "diverged_candidates": self.diverged,
             "feature_key": fit.features.key, "features_reused": fit.features.reused,
         }
+
+
+def _candidate_count(stage: DownstreamSettings) -> int:
+    values = len(stage.k_grid or (stage.k,)) if stage.protocol == "knn" else len(stage.penalty_grid)
+    return values * (2 if stage.probe_layer == "best" else 1)  # best: at least two layers
+
+
+def plan_selection(settings: RunSettings, train_labels: np.ndarray, train_groups: np.ndarray | None,
+                   split: LabelSplit) -> SelectionPlan:
+    """Resolve `downstream.select` for this split (UserError, before anything is fitted, when nothing can choose).
+
+    auto: cv when the validation split holds fewer than MIN_VAL_PER_CLASS images (groups) in its smallest class,
+    else val. cv: folds = min(downstream.cv_folds, images (groups) of the smallest labelled class); below 2 (one
+    labelled image or patient in a class) cross-validation is impossible and validation chooses instead, said in
+    `note`. last: frozen probes have no epochs, so candidates are chosen on validation when there is one; without,
+    only a single candidate can be tested unchosen."""
+    stage, data = settings.downstream, settings.data
+    labels = np.asarray(train_labels, dtype=np.int64)
+    labelled = labels[split.labeled]
+    monitor = resolve_monitor(stage.monitor, np.bincount(labelled).tolist())
+    groups = None if train_groups is None else np.asarray(train_groups)
+    has_val = len(split.selection_val) > 0
+    select, note = stage.select, ""
+    if _candidate_count(stage) == 1 and select in ("auto", "cv"):  # nothing to choose: no folds to fit
+        return SelectionPlan("val" if has_val else "last", monitor, [], f"select={select}: one candidate (one "
+                             f"{'k' if stage.protocol == 'knn' else 'C'}, one layer), nothing to choose")
+    if select == "auto":
+        select, note = auto_select_for_split(labels, groups, split.labeled, split.selection_val)
+    if select == "cv":
+        count = fold_count(labelled, None if groups is None else groups[split.labeled], stage.cv_folds)
+        if count >= 2:
+            folds = stratified_group_folds(labelled, None if groups is None else groups[split.labeled], count,
+                                           data.split_seed)
+            return SelectionPlan("cv", monitor, folds, note or f"select=cv: {count} folds")
+        unit = "groups" if groups is not None else "images"
+        why = f"{note + '; ' if note else ''}select=cv: the smallest labelled class has {count} {unit}, too few to fold"
+        if has_val:
+            return SelectionPlan("val", monitor, [], f"{why}: chosen on validation instead")
+        if _candidate_count(stage) > 1:
+            raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
+                            "needs 2) and there are no validation images; give data.val_split>0 or more labels")
+        return SelectionPlan("last", monitor, [], f"{why}; one candidate, nothing to choose")
+    if not has_val:
+        if _candidate_count(stage) > 1:
+            raise UserError(f"downstream.select={select}: no validation images to choose among the probe's "
+                            f"candidates; use downstream.select=cv, give data.val_split>0, or a single value")
+        return SelectionPlan("last", monitor, [], note or "no validation images; one candidate, nothing to choose")
+    if select == "last":
+        note = "select=last: frozen probes have no epochs; candidates chosen on validation"
+    return SelectionPlan("val", monitor, [], note)
 
 
 def probe_device(settings: RunSettings) -> torch.device:
@@ -153,18 +243,53 @@ def _rows(features: CachedFeatures, rows: np.ndarray) -> tuple[torch.Tensor, tor
     return features.arrays["train"][index], features.arrays["train_labels"][index]
 
 
-def _fit_linear(stage: DownstreamSettings, layer: int | str, features: CachedFeatures, split: LabelSplit,
-                num_classes: int, device: torch.device) -> Fit:
-    train, train_labels = _rows(features, split.labeled)
-    val, val_labels = _rows(features, split.selection_val)
-    scaler = Standardizer.fit(train.to(device))
-    choice = select_penalty(scaler(train.to(device)), train_labels.to(device), scaler(val.to(device)),
-                            val_labels.to(device), num_classes, stage.penalty_grid, stage.max_iter,
+def _linear_splits(plan: SelectionPlan, train: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
+                   val_labels: torch.Tensor) -> list[HeldOut]:
+    """The path's fits: one on the labelled rows scored on validation, or one per fold scored on its held-out
+    rows (each standardised with its own training rows' statistics)."""
+    if plan.select != "cv":
+        scaler = Standardizer.fit(train)
+        return [HeldOut(scaler(train), labels, scaler(val), val_labels)]
+    splits = []
+    for inside, held in plan.folds:
+        scaler = Standardizer.fit(train[inside])
+        splits.append(HeldOut(scaler(train[inside]), labels[inside], scaler(train[held]), labels[held]))
+    return splits
+
+
+def _refit(train: torch.Tensor, labels: torch.Tensor, num_classes: int, stage: DownstreamSettings,
+           choice: PenaltyChoice) -> LogisticModel:
+    """The chosen C on every labelled row, reached along the same warm-started path (diverged C values skipped)."""
+    previous = None
+    for penalty in sorted(float(c) for c in stage.penalty_grid):
+        if penalty > choice.penalty:
+            break
+        if penalty in choice.diverged:
+            continue
+        model = fit_logistic(train, labels, num_classes, penalty, previous, stage.max_iter)
+        previous = model if finite(model) else previous
+    if previous is None or previous.penalty != choice.penalty:
+        raise PathDiverged([choice.penalty])
+    return previous
+
+
+def _fit_linear(stage: DownstreamSettings, plan: SelectionPlan, layer: int | str, features: CachedFeatures,
+                split: LabelSplit, num_classes: int, device: torch.device) -> Fit:
+    train, train_labels = (t.to(device) for t in _rows(features, split.labeled))
+    val, val_labels = (t.to(device) for t in _rows(features, split.selection_val))
+    splits = _linear_splits(plan, train, train_labels, val, val_labels)
+    choice = select_penalty(splits, num_classes, stage.penalty_grid, plan.monitor, stage.max_iter,
                             patience=stage.penalty_patience)
-    log.info("logistic regression (L-BFGS) on layer %s: C=%g chosen on validation (val_acc %.4f; %s)", layer,
-             choice.model.penalty, choice.val_acc, ", ".join(f"C={c:g}: {a:.4f}" for c, a in choice.scores))
-    return Fit(layer, features, choice.val_acc, penalty=choice.model.penalty, model=choice.model,
-               standardizer=scaler, val_scores=choice.scores)
+    scaler = Standardizer.fit(train)
+    model = _refit(scaler(train), train_labels, num_classes, stage, choice) if plan.select == "cv" else choice.model
+    if choice.diverged:
+        log.warning("logistic regression on layer %s: C=%s gave non-finite weights or loss and were skipped", layer,
+                    ", ".join(f"{c:g}" for c in choice.diverged))
+    log.info("logistic regression (L-BFGS) on layer %s: C=%g chosen on %s (%s %.4f, loss %.4f; %s)", layer,
+             choice.penalty, plan.selected_on, plan.monitor, choice.score, choice.loss,
+             ", ".join(f"C={c.value:g}: {c.score:.4f}/{c.loss:.4f}" for c in choice.scores))
+    return Fit(layer, features, choice.score, choice.loss, penalty=choice.penalty, model=model, standardizer=scaler,
+               scores=choice.scores, diverged=choice.diverged)
 
 
 def _knn_inputs(stage: DownstreamSettings, bank: torch.Tensor) -> Standardizer | None:
@@ -177,45 +302,75 @@ def _scaled(scaler: Standardizer | None, features: torch.Tensor, device: torch.d
     return scaler(values).float() if scaler is not None else values
 
 
-def _fit_knn(stage: DownstreamSettings, layer: int | str, features: CachedFeatures, split: LabelSplit,
-             num_classes: int, device: torch.device) -> Fit:
-    bank, bank_labels = _rows(features, split.labeled)
-    val, val_labels = _rows(features, split.selection_val)
+def _knn_held_out(stage: DownstreamSettings, bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
+                  labels: torch.Tensor, num_classes: int, metric: str, device: torch.device) -> list[Scored]:
+    """(k, score, vote-distribution loss) of every k for one bank and its held-out queries."""
     scaler = _knn_inputs(stage, bank.to(device))
     ks = list(stage.k_grid or (stage.k,))
-    probabilities = knn_probabilities(_scaled(scaler, bank, device), bank_labels, _scaled(scaler, val, device),
+    probabilities = knn_probabilities(_scaled(scaler, bank, device), bank_labels, _scaled(scaler, queries, device),
                                       num_classes, ks, stage.temperature, stage.metric)
-    scores = [(k, accuracy(probabilities[k], val_labels)) for k in ks]
-    best_k, best_acc = ks[0], scores[0][1]
-    for k, (_, acc) in zip(ks, scores, strict=True):  # ties: the k listed first
-        if acc > best_acc:
-            best_k, best_acc = k, acc
-    if len(ks) > 1:
-        log.info("k-NN on layer %s: k=%d chosen on validation (val_acc %.4f; %s)", layer, best_k, best_acc,
-                 ", ".join(f"k={int(k)}: {a:.4f}" for k, a in scores))
-    return Fit(layer, features, best_acc, k=best_k, standardizer=scaler, val_scores=scores)
+    return [Scored(k, held_out_score(probabilities[k], labels, metric), cross_entropy(probabilities[k], labels))
+            for k in ks]
 
 
-def fit_probe(stage: DownstreamSettings, layer: int | str, features: CachedFeatures, split: LabelSplit,
-              num_classes: int, device: torch.device) -> Fit:
-    """The stage's probe (k-NN or L-BFGS logistic regression) fitted on the labelled rows, chosen on validation."""
+def _fit_knn(stage: DownstreamSettings, plan: SelectionPlan, layer: int | str, features: CachedFeatures,
+             split: LabelSplit, num_classes: int, device: torch.device) -> Fit:
+    bank, bank_labels = _rows(features, split.labeled)
+    if plan.select == "cv":
+        per_fold = [_knn_held_out(stage, bank[inside], bank_labels[inside], bank[held], bank_labels[held],
+                                  num_classes, plan.monitor, device) for inside, held in plan.folds]
+        scores = [Scored(first.value, float(np.mean([f[i].score for f in per_fold])),
+                         float(np.mean([f[i].loss for f in per_fold]))) for i, first in enumerate(per_fold[0])]
+    else:
+        val, val_labels = _rows(features, split.selection_val)
+        scores = _knn_held_out(stage, bank, bank_labels, val, val_labels, num_classes, plan.monitor, device)
+    pick = scores[choose(scores)]
+    if len(scores) > 1:
+        log.info("k-NN on layer %s: k=%d chosen on %s (%s %.4f, loss %.4f; %s)", layer, pick.value,
+                 plan.selected_on, plan.monitor, pick.score, pick.loss,
+                 ", ".join(f"k={int(c.value)}: {c.score:.4f}/{c.loss:.4f}" for c in scores))
+    return Fit(layer, features, pick.score, pick.loss, k=int(pick.value),
+               standardizer=_knn_inputs(stage, bank.to(device)), scores=scores)
+
+
+def fit_probe(stage: DownstreamSettings, plan: SelectionPlan, layer: int | str, features: CachedFeatures,
+              split: LabelSplit, num_classes: int, device: torch.device) -> Fit:
+    """The stage's probe (k-NN or L-BFGS logistic regression) fitted on the labelled rows, chosen by the plan."""
     fitter = _fit_knn if stage.protocol == "knn" else _fit_linear
-    return fitter(stage, layer, features, split, num_classes, device)
+    return fitter(stage, plan, layer, features, split, num_classes, device)
 
 
-def evaluate_probe(stage: DownstreamSettings, fit: Fit, split: LabelSplit, num_classes: int,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(class probabilities of every test image, their labels): the one look at the test split."""
-    test, labels = fit.features.arrays["test"], fit.features.arrays["test_labels"]
+def _probabilities(stage: DownstreamSettings, fit: Fit, split: LabelSplit, queries: torch.Tensor, num_classes: int,
+                   device: torch.device) -> torch.Tensor:
+    """Class probabilities (CPU, float64) of the chosen probe for the given features."""
     if fit.model is not None:
         assert fit.standardizer is not None
-        return fit.model.probabilities(fit.standardizer(test.to(device))).cpu(), labels
+        return fit.model.probabilities(fit.standardizer(queries.to(device))).cpu()
     assert fit.k is not None
     bank, bank_labels = _rows(fit.features, split.labeled)
     probabilities = knn_probabilities(_scaled(fit.standardizer, bank, device), bank_labels,
-                                      _scaled(fit.standardizer, test, device), num_classes, [fit.k],
+                                      _scaled(fit.standardizer, queries, device), num_classes, [fit.k],
                                       stage.temperature, stage.metric)
-    return probabilities[fit.k], labels
+    return probabilities[fit.k]
+
+
+def _validation(stage: DownstreamSettings, fit: Fit, split: LabelSplit, num_classes: int,
+                device: torch.device) -> dict[str, float | None]:
+    """The chosen probe on the validation split (reported under cv too; all None without validation images)."""
+    if not len(split.selection_val):
+        return {"acc": None, "balanced_acc": None, "loss": None}
+    val, labels = _rows(fit.features, split.selection_val)
+    probabilities = _probabilities(stage, fit, split, val, num_classes, device)
+    return {"acc": held_out_score(probabilities, labels, "acc"),
+            "balanced_acc": held_out_score(probabilities, labels, "balanced_acc"),
+            "loss": cross_entropy(probabilities, labels)}
+
+
+def evaluate_probe(stage: DownstreamSettings, fit: Fit, split: LabelSplit, num_classes: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class probabilities of every test image, their labels): the one look at the test split."""
+    test, labels = fit.features.arrays["test"], fit.features.arrays["test_labels"]
+    return _probabilities(stage, fit, split, test, num_classes, device), labels
 
 
 def _head_state(stage: DownstreamSettings, fit: Fit, split: LabelSplit, classes: list[str]) -> dict[str, Any]:
@@ -244,24 +399,55 @@ def _save_embeddings(fit: Fit, images: ImageSet, run_dir: Path, seed: int) -> No
         "classes": np.asarray(images.classes, dtype=str)})
 
 
-def run_frozen(settings: RunSettings, encoder: Encoder, images: ImageSet, split: LabelSplit,
-               data_identity: dict[str, Any], pretext_key: str | None, run_dir: Path) -> FrozenOutcome:
-    """Fetch or compute the features, fit the probe on the labelled subset, choose on validation, test once."""
-    stage, device = settings.downstream, probe_device(settings)
+def all_diverged_error(stage: DownstreamSettings, diverged: list[dict[str, Any]]) -> PathDiverged:
+    grid = "[" + ",".join(f"{c:g}" for c in stage.penalty_grid) + "]"
+    return PathDiverged([d["C"] for d in diverged], f"downstream.penalty_grid={grid}: every penalty gave non-finite "
+                        f"weights or loss on every probed layer; use C values in [{MIN_PENALTY:g}, {MAX_PENALTY:g}] "
+                        "(the default grid is 1e-6 ... 1e5)")
+
+
+def _fit_layers(settings: RunSettings, encoder: Encoder, images: ImageSet, split: LabelSplit, plan: SelectionPlan,
+                data_identity: dict[str, Any], pretext_key: str | None,
+                device: torch.device) -> tuple[list[Fit], list[dict[str, Any]], float, float]:
+    """Every probed layer's fit (a layer whose every C diverged is left out), the (layer, C) pairs that diverged,
+    and the seconds spent on features and on probes."""
+    stage = settings.downstream
     features_seconds, probe_seconds = 0.0, 0.0
-    fits = []
+    fits: list[Fit] = []
+    diverged: list[dict[str, Any]] = []
     for layer in _layers(stage, encoder):
         features = cell_features(settings, encoder, images, layer, data_identity, pretext_key, device)
         features_seconds += features.seconds
         started = time.perf_counter()
-        fits.append(fit_probe(stage, layer, features, split, images.num_classes, device))
+        try:
+            fit = fit_probe(stage, plan, layer, features, split, images.num_classes, device)
+            fits.append(fit)
+            diverged += [{"C": c, "probe_layer": layer} for c in fit.diverged]
+        except PathDiverged as error:
+            log.warning("logistic regression on layer %s: %s", layer, error)
+            diverged += [{"C": c, "probe_layer": layer} for c in error.diverged]
         probe_seconds += time.perf_counter() - started
+    if not fits:
+        raise all_diverged_error(stage, diverged)
+    return fits, diverged, features_seconds, probe_seconds
+
+
+def run_frozen(settings: RunSettings, encoder: Encoder, images: ImageSet, split: LabelSplit,
+               data_identity: dict[str, Any], pretext_key: str | None, run_dir: Path) -> FrozenOutcome:
+    """Fetch or compute the features, fit the probe on the labelled subset, choose C, k and the layer as the
+    selection plan says (validation or cross-validation on the monitored metric), test once."""
+    stage, device = settings.downstream, probe_device(settings)
+    plan = plan_selection(settings, images.train_labels.numpy(), images.train_groups, split)
+    if plan.note:
+        log.info("downstream selection: %s", plan.note)
+    fits, diverged, features_seconds, probe_seconds = _fit_layers(settings, encoder, images, split, plan,
+                                                                  data_identity, pretext_key, device)
     started = time.perf_counter()
-    chosen = fits[0]
-    for fit in fits[1:]:  # ties: the earlier layer
-        chosen = fit if fit.val_acc > chosen.val_acc else chosen
+    chosen = fits[choose([Scored(fit.layer, fit.score, fit.loss) for fit in fits])]
     if len(fits) > 1:
-        log.info("probe layer %s chosen on validation (val_acc %.4f)", chosen.layer, chosen.val_acc)
+        log.info("probe layer %s chosen on %s (%s %.4f, loss %.4f)", chosen.layer, plan.selected_on, plan.monitor,
+                 chosen.score, chosen.loss)
+    validation = _validation(stage, chosen, split, images.num_classes, device)
     probabilities, labels = evaluate_probe(stage, chosen, split, images.num_classes, device)
     test_loss = float(F.nll_loss(probabilities.clamp_min(MIN_PROBABILITY).log(), labels.long()))
     metrics = classification_metrics(probabilities, labels, images.num_classes, groups=images.test_groups)
@@ -273,5 +459,5 @@ def run_frozen(settings: RunSettings, encoder: Encoder, images: ImageSet, split:
     solver = stage.solver if stage.protocol == "linear" else None
     log.info("%s probe tested once: test_acc %.4f (features %.1f s, probe %.1f s)", stage.protocol, metrics.acc,
              features_seconds, probe_seconds)
-    return FrozenOutcome(stage.protocol, solver, test_loss, metrics, chosen, checkpoint, features_seconds,
-                         probe_seconds)
+    return FrozenOutcome(stage.protocol, solver, test_loss, metrics, chosen, plan, validation, diverged, checkpoint,
+                         features_seconds, probe_seconds)

@@ -48,7 +48,7 @@ from ssl_lightning.models.pixels import max_features, pixel_encoder
 from ssl_lightning.record import RunRecord
 from ssl_lightning.stages import test_folds
 from ssl_lightning.stages.downstream_stage import check_validation_images, run_downstream
-from ssl_lightning.stages.frozen_stage import run_frozen, uses_frozen_stage
+from ssl_lightning.stages.frozen_stage import plan_selection, run_frozen, uses_frozen_stage
 from ssl_lightning.stages.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.stages.pretext_store import config_key
 from ssl_lightning.stages.results import git_commit, split_fields, write_results, write_subset
@@ -123,6 +123,8 @@ def _checked_split(settings: RunSettings, images: ImageSet) -> LabelSplit:
                              images.classes, data.val_per_label, data.balance, groups=images.train_groups,
                              val_seed=data.validation_seed, labels_per_class=data.labels_per_class)
     check_validation_images(settings.downstream, len(split.selection_val))
+    if uses_frozen_stage(settings.downstream):  # select=cv/auto/last resolved for this split, or one-line refusal
+        plan_selection(settings, images.train_labels.numpy(), images.train_groups, split)
     check_group_leakage(images, split.labeled, split.val, split.pool)
     return split
 
