@@ -113,7 +113,7 @@ def test_select_names_and_the_finetuning_defaults():
     knn = _settings("downstream=knn").downstream
     assert (knn.select, knn.cv_folds) == ("auto", 5)
     finetune = from_config(_compose_supervised("downstream.select=auto"))
-    assert finetune.downstream.select == "val"
+    assert finetune.downstream.select == "auto"  # resolved per label split, as for the probes
     assert selected_on("best", "acc") == "best_val_acc" and selected_on("cv", "balanced_acc") == "cv_balanced_acc"
 
 

@@ -21,6 +21,7 @@ from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.evaluation.downstream_selection import METRICS, resolve_monitor, selected_on, validation_key
 from ssl_lightning.stages import pipeline
 from ssl_lightning.stages.downstream_stage import NoValidationMetric, check_validation_images, run_downstream
+from ssl_lightning.stages.finetune_cv import choose
 from ssl_lightning.training.finite_guard import DivergenceError
 from tests.helpers import log_text, results_files
 from tests.methods.lightning_kit import compact_encoder, constant_sgd, downstream_data, fit, synthetic_images
@@ -116,11 +117,38 @@ def test_the_cell_fails_only_when_every_candidate_diverged(tmp_path):
 
 
 def test_no_validation_split_exits_2_before_anything_trains(cli_in_process, tmp_path):
-    done = cli_in_process("+experiment=supervised", *SMOKE, "data.val_split=0")
+    done = cli_in_process("+experiment=supervised", *SMOKE, "data.val_split=0", "downstream.select=val")
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().count("\n") == 0
     assert "data.val_split=0" in done.stderr and "downstream.select=last" in done.stderr
     assert not list(tmp_path.rglob("results.json")) and not (tmp_path / "cache" / "cells").exists()
+
+
+def test_without_validation_auto_fine_tunes_by_cross_validation_and_records_the_choice(cli_in_process, tmp_path):
+    """select=auto (the default) with no validation images: lr and stopping step chosen on folds of the labelled
+    set, then one refit on all of it, stopped at the chosen step."""
+    done = cli_in_process("+experiment=supervised", *SMOKE, "data.val_split=0", "data.labels_per_class=6",
+                          "downstream.limit_train_batches=1.0", "downstream.batch_size=8", "downstream.epochs=3",
+                          "downstream.cv_folds=3", "downstream.lr_grid=[0.05,0.01]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (cell,) = results_files(tmp_path / "run")
+    assert (cell["select"], cell["selected_on"], cell["cv_folds"]) == ("cv", "cv_acc", 3)
+    assert "select=auto: 0 validation images in the smallest class < 10" in cell["selection_note"]
+    assert cell["chosen_lr"] in (0.05, 0.01) and cell["num_labeled"] == cell["labeled_images_seen"]
+    # 24 labelled images, batch 8: 3 steps an epoch, validated at steps 3, 6, 9 on each fold; the refit stops there
+    assert cell["best_step"] == cell["downstream_steps"] and cell["best_step"] in (3, 6, 9)
+    assert f"downstream.select=cv (3 folds of 24 labelled images): lr={cell['chosen_lr']:g}" in log_text(
+        tmp_path / "run")
+
+
+def test_cross_validated_choice_takes_the_best_mean_then_the_lower_loss():
+    curves = {0: [[(5, 0.5, 1.0), (10, 0.7, 0.9)], [(5, 0.6, 1.0), (10, 0.7, 0.8)]],
+              1: [[(5, 0.7, 0.5), (10, 0.6, 0.5)], [(5, 0.7, 0.6)]]}  # candidate 1's fold 2 never reached step 10
+    choice = choose(curves)
+    assert (choice.candidate_index, choice.step, choice.folds) == (1, 5, 2)  # 0.70 at lower loss 0.55 than 0.85
+    assert choice.score == pytest.approx(0.7) and choice.loss == pytest.approx(0.55)
+    tied = choose({0: [[(5, 0.5, 0.9), (10, 0.5, 0.4)]]})
+    assert tied.step == 10  # equal scores: the lower held-out loss, not the earlier step
 
 
 def test_select_last_without_validation_tests_the_last_epoch_and_says_so(cli_in_process, tmp_path):
@@ -143,7 +171,7 @@ def test_select_last_still_needs_validation_to_choose_among_candidates(tmp_path)
 
 def test_a_missing_validation_metric_is_never_replaced_by_the_last_checkpoint(tmp_path):
     """A label split whose validation part is empty (validation ran on nothing, no metric was logged)."""
-    cell = pipeline.prepare(_config(tmp_path))
+    cell = pipeline.prepare(_config(tmp_path, "downstream.select=val"))
     empty = dataclasses.replace(cell.split, selection=np.array([], dtype=np.int64))
     with pytest.raises(UserError, match="no validation images"):
         check_validation_images(cell.settings.downstream, len(empty.selection_val))
