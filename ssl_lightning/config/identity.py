@@ -148,6 +148,9 @@ DECLARED: dict[str, Declared] = {
     "downstream.temperature": downstream(),
     "downstream.metric": downstream(),
     "raw_pixels.max_features": downstream(),  # the raw-pixel arm's features (no pretext stage)
+    "fixmatch.threshold": downstream(),  # the FixMatch arm's training (no pretext stage)
+    "fixmatch.mu": downstream(),
+    "fixmatch.lambda_u": downstream(),
     "downstream.batch_size": downstream(),
     "downstream.optimizer": downstream(),
     "downstream.lr": downstream(),

@@ -22,6 +22,7 @@ from ssl_lightning.evaluation.downstream_selection import (
     SELECTS,
     no_validation_message,
 )
+from ssl_lightning.evaluation.fixmatch import check_fixmatch
 from ssl_lightning.evaluation.step_plan import DEFAULT_MIN_STEPS
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.optim import OptimConfig
@@ -257,7 +258,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     method, params = None, None
-    if experiment not in (registry.SUPERVISED, registry.RAW_PIXELS):
+    if experiment not in (registry.SUPERVISED, registry.RAW_PIXELS, registry.FIXMATCH):
         spec = registry.get(experiment)  # UserError listing the registered experiments
         method, params = spec.name, spec.parse(resolved.get(spec.section))
     data_values = dict(resolved["data"])
@@ -271,6 +272,7 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     if experiment == registry.RAW_PIXELS:
         check_raw_pixels(downstream.protocol, downstream.solver, downstream.probe_layer)
     refuse_finetuning(experiment, method, downstream.protocol)  # here, so a sweep is refused before any cell trains
+    check_fixmatch(experiment, downstream.protocol, resolved)  # fine-tuning only, and its `fixmatch:` section
     check_split_seeds(data, downstream)
     return RunSettings(
         experiment=experiment, method=method, seed=int(resolved["seed"]), data=data, backbone=backbone,

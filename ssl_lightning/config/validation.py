@@ -106,6 +106,8 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.log_every_n_steps", int_at_least(1), POSITIVE_INT),
     Rule("trainer.num_nodes", int_at_least(1), POSITIVE_INT),
     Rule("backbone.width", int_at_least(1), POSITIVE_INT),
+    Rule("fixmatch.threshold", number_in(0, 1), "a number in [0, 1], e.g. 0.95"),  # fixmatch.lambda_u: *lambd*
+    Rule("fixmatch.mu", int_at_least(1), "a whole number >= 1 (unlabelled images per labelled one)"),
     Rule("backbone.blocks", int_at_least(1), POSITIVE_INT),
     Rule("backbone.stem_stride", int_at_least(1), POSITIVE_INT),
     Rule("*.step_milestones", fractions_of_run, "a list of increasing shares of the run in (0, 1), e.g. [0.3,0.6]"),

@@ -179,4 +179,4 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return configure(params, self.optim, self.trainer, self.schedule_steps)
+        return configure(params, self.optim, self._trainer, self.schedule_steps, self.epochs)

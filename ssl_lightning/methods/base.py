@@ -112,4 +112,5 @@ class PretextMethod(pl.LightningModule):
 
     def configure_optimizers(self):
         """Only trainable parameters: momentum (EMA) target networks are left out of the optimizer."""
-        return configure([p for p in self.parameters() if p.requires_grad], self.optim, self.trainer)
+        params = [p for p in self.parameters() if p.requires_grad]
+        return configure(params, self.optim, self._trainer, epochs=self.epochs)

@@ -94,8 +94,11 @@ def lr_factor(config: OptimConfig, step: int, total_steps: int, steps_per_epoch:
     return config.step_gamma**passed
 
 
-def schedule_length(trainer) -> tuple[int, int]:
-    """(optimiser steps of the whole run, steps per epoch) of a Lightning Trainer inside configure_optimizers."""
+def schedule_length(trainer, epochs: int = 1) -> tuple[int, int]:
+    """(optimiser steps of the whole run, steps per epoch) of a Lightning Trainer inside configure_optimizers;
+    without a Trainer (a module used on its own) one step per epoch of `epochs`."""
+    if trainer is None:
+        return max(1, epochs), 1
     total = trainer.estimated_stepping_batches
     total = int(total) if math.isfinite(total) else 1
     per_epoch = trainer.num_training_batches
@@ -104,13 +107,13 @@ def schedule_length(trainer) -> tuple[int, int]:
     return max(1, total), max(1, per_epoch // accumulate)
 
 
-def configure(module_params, config: OptimConfig, trainer, total_steps: int | None = None) -> dict:
+def configure(module_params, config: OptimConfig, trainer, total_steps: int | None = None, epochs: int = 1) -> dict:
     """Lightning's configure_optimizers return value: optimizer plus a LambdaLR stepped after every optimiser step.
 
     `total_steps` overrides the schedule's length (a refit stopped at a chosen step follows the schedule of the
     full-length runs it was chosen on)."""
     optimizer = build_optimizer(module_params, config)
-    run_steps, steps_per_epoch = schedule_length(trainer)
+    run_steps, steps_per_epoch = schedule_length(trainer, epochs)
     total_steps = total_steps or run_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config, step, total_steps, steps_per_epoch))

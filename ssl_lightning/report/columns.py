@@ -10,7 +10,7 @@ from ssl_lightning.record import RunRecord
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
 DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised",
-           registry.RAW_PIXELS: "Raw pixels"}
+           registry.RAW_PIXELS: "Raw pixels", registry.FIXMATCH: "FixMatch"}
 RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a frozen probe: nothing was trained before
 # The bounds of every frozen-feature table, its last two columns (registry ranks): the floor, then the ceiling.
 FLOOR = registry.RAW_PIXELS  # no encoder: the probe on the pixels

@@ -39,10 +39,12 @@ from ssl_lightning.evaluation.downstream_selection import (
     selected_on,
     validation_key,
 )
+from ssl_lightning.evaluation.fixmatch import classifier_type
 from ssl_lightning.evaluation.metrics import ClassificationMetrics
 from ssl_lightning.evaluation.step_plan import StepPlan, plan_steps, process_count
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
+from ssl_lightning.stages.downstream_data import downstream_data
 from ssl_lightning.stages.embeddings import save_test_embeddings
 from ssl_lightning.stages.finetune_cv import cross_validate, labelled_folds
 from ssl_lightning.training.finite_guard import DivergenceError
@@ -161,8 +163,9 @@ def _classifier(settings: RunSettings, encoder: Encoder, images: ImageSet, candi
     stage = settings.downstream
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     optim = replace(stage.optim, lr=candidate.lr)
-    module = Classifier(_probe_encoder(encoder, candidate.layer), images.num_classes, optim, stage.epochs,
-                        stage.protocol, stage.head, stage.augment, schedule_steps)
+    arm = classifier_type(settings.experiment, settings.config)  # Classifier, or FixMatch with its parameters
+    module = arm(_probe_encoder(encoder, candidate.layer), images.num_classes, optim, stage.epochs, stage.protocol,
+                 stage.head, stage.augment, schedule_steps)
     return prepare_module(module, settings.trainer, images.channels, images.image_size[0])
 
 
@@ -376,11 +379,7 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
     then test that one checkpoint once."""
     started = time.perf_counter()
     stage = settings.downstream
-    data = DownstreamDataModule(
-        images.train_images, images.train_labels, split.labeled, split.selection_val, images.test_images,
-        images.test_labels, stage.batch_size, settings.data.eval_batch_size, settings.data.num_workers,
-        settings.data.pin_memory, seed=settings.seed,
-    )
+    data = downstream_data(settings, images, split)  # the arm's: FixMatch's adds the unlabelled pool
     selection = selection_for(settings, images, split)
     if selection.select == "cv":
         fitted, diverged = _cross_validated_refit(settings, encoder, images, split, data, work_dir, selection)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +27,11 @@ from ssl_lightning.atomic import write_json
 from ssl_lightning.config.settings import RunSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.base import ImageSet
-from ssl_lightning.data.datamodules import DownstreamDataModule
 from ssl_lightning.data.fractions import LabelSplit
 from ssl_lightning.evaluation.cross_validation import stratified_group_folds
 from ssl_lightning.evaluation.downstream_selection import validation_key
 from ssl_lightning.evaluation.step_plan import StepPlan
+from ssl_lightning.stages.downstream_data import downstream_data
 from ssl_lightning.training.finite_guard import DivergenceError
 from ssl_lightning.training.trainer_factory import build_trainer
 
@@ -70,17 +70,16 @@ def labelled_folds(images: ImageSet, split: LabelSplit, k: int, seed: int) -> li
     return [(labelled[train], labelled[held]) for train, held in stratified_group_folds(labels, groups, k, seed)]
 
 
-def fold_curve(settings: RunSettings, module: pl.LightningModule, images: ImageSet, train: np.ndarray,
-               held: np.ndarray, plan: StepPlan, key: str, work_dir: Path) -> list[tuple[int, float, float]]:
+def fold_curve(settings: RunSettings, module: pl.LightningModule, images: ImageSet, split: LabelSplit,
+               train: np.ndarray, held: np.ndarray, plan: StepPlan, key: str,
+               work_dir: Path) -> list[tuple[int, float, float]]:
     """Train one fold for the plan's steps, validating on its held-out images every `eval_steps`; resumable per
     fold (a finished fold's curve is kept in curve.json). Raises DivergenceError when its loss stops being finite."""
     done = work_dir / "curve.json"
     if done.is_file():
         return [tuple(point) for point in json.loads(done.read_text())["points"]]
     stage = settings.downstream
-    data = DownstreamDataModule(images.train_images, images.train_labels, train, held, images.test_images,
-                                images.test_labels, stage.batch_size, settings.data.eval_batch_size,
-                                settings.data.num_workers, settings.data.pin_memory, seed=settings.seed)
+    data = downstream_data(settings, images, replace(split, labeled=train, selection=held))
     recorder = CurveRecorder(key)
     trainer = build_trainer(settings.trainer, -1, work_dir / "tb", "downstream_cv", [recorder,
                             AugmentStreams(settings.seed, settings.data.hed_jitter)], stage.limit_train_batches,
@@ -130,7 +129,7 @@ def cross_validate(settings: RunSettings, make_module, candidates: list, images:
     for candidate in candidates:
         try:
             curves[candidate.index] = [
-                fold_curve(settings, make_module(candidate), images, train, held, plan, key,
+                fold_curve(settings, make_module(candidate), images, split, train, held, plan, key,
                            work_dir / f"cv_candidate{candidate.index}" / f"fold{f}")
                 for f, (train, held) in enumerate(folds)]
         except DivergenceError as error:

@@ -38,8 +38,9 @@ from ssl_lightning.data.pretext_sources import (
     to_channels,
 )
 from ssl_lightning.data.stain import check_stain_channels
+from ssl_lightning.evaluation.fixmatch import fixmatch_results
 from ssl_lightning.methods import registry
-from ssl_lightning.methods.registry import RAW_PIXELS
+from ssl_lightning.methods.registry import FIXMATCH, RAW_PIXELS
 from ssl_lightning.methods.supervised_features import ENCODER_KIND
 from ssl_lightning.models.backbones import Encoder, build_encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
@@ -283,6 +284,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
             record.merge({"status": "ok", **down.as_results(images.classes),
                           "checkpoint": str(down.best_epoch_checkpoint.relative_to(run_dir))})
             record.seconds["downstream"] = round(down.seconds, 2)
+            if settings.experiment == FIXMATCH:  # its parameters and the tested checkpoint's mask rate
+                record.merge(fixmatch_results(settings.config, down.best_epoch_checkpoint, len(split.pool)))
             record.epochs["downstream"] = down.epochs
     except Exception as error:  # a failed cell is recorded, it does not sink a sweep
         record.fail(f"{type(error).__name__}: {error}", traceback.format_exc(limit=8))
