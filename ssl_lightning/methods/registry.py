@@ -21,6 +21,8 @@ SUPERVISED = "supervised"  # the experiment without a pretext stage (not a metho
 SUPERVISED_RANK = 3  # after the original study's rotation (0), rotation_jitter (1) and simclr (2)
 RAW_PIXELS = "raw_pixels"  # the no-encoder floor: frozen probes on pixels (models/pixels.py), not a method
 RAW_PIXELS_RANK = 1000  # after every method
+PRETRAINED = "pretrained"  # someone else's encoder as it is (backbone.init): probed, not a method
+PRETRAINED_RANK = 900  # after every method, before the floor (raw pixels) and the ceiling
 
 
 class MethodParams:
@@ -102,7 +104,7 @@ _discovered = False
 def register(spec: MethodSpec) -> MethodSpec:
     if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
         raise RuntimeError(f"pretext method {spec.name!r} is registered twice")
-    if spec.name == SUPERVISED:
+    if spec.name in (SUPERVISED, PRETRAINED):
         raise RuntimeError(f"{SUPERVISED!r} is the experiment without a pretext stage, not a method name")
     _REGISTRY[spec.name] = spec
     return spec
@@ -126,8 +128,10 @@ def methods() -> dict[str, MethodSpec]:
 
 
 def experiments() -> list[str]:
-    """Every valid `+experiment=` name: the registered methods, the supervised baseline and raw pixels."""
+    """Every valid `+experiment=` name: the registered methods, the supervised baseline, pretrained weights and
+    raw pixels."""
     ranked = [(spec.rank, name) for name, spec in methods().items()] + [(SUPERVISED_RANK, SUPERVISED),
+                                                                        (PRETRAINED_RANK, PRETRAINED),
                                                                         (RAW_PIXELS_RANK, RAW_PIXELS)]
     return [name for _, name in sorted(ranked)]
 
