@@ -8,7 +8,9 @@ or pytorch_model.bin). ViTs (timm's vision_transformer, deit, eva modules) get `
 random init at the image size with patch 4 up to 32 px (a 7 x 7 grid at 28 px), 8 up to 96 px, 16 above; loaded
 weights at the size and patch they were trained at (read from the file's patch embedding and position
 embedding), the images resized to it. Loaded weights are normalised with their mean/std (the folder's
-config.json, else timm's default for the name); random init keeps the suite's [-1, 1].
+config.json, else timm's default for the name); random init keeps the suite's [-1, 1]. ViTs are built with
+`dynamic_img_size` and `dynamic_img_pad` (position embeddings interpolated, sides padded to the patch) so DINO's
+smaller local crops pass through; backbone.kwargs can turn them off.
 """
 
 from __future__ import annotations
@@ -147,6 +149,9 @@ def build_timm(config: BackboneConfig, in_channels: int, image_size: int, contra
                             "or backbone.input_size (a multiple of the patch size)")
         kwargs.setdefault("img_size", size)
         kwargs.setdefault("patch_size", patch)
+        # DINO's local crops and probe-time sizes differ from img_size: position embeddings interpolated per input
+        kwargs.setdefault("dynamic_img_size", True)
+        kwargs.setdefault("dynamic_img_pad", True)
         contract = InputContract(f"patch{patch}", contract.repeat_channels, contract.resize_to, contract.mean,
                                  contract.std)
     try:
@@ -194,6 +199,9 @@ def build_timm_initialised(config: BackboneConfig, channels: int, image_size: in
     else:
         size = file_size or int(extra.get("img_size") or image_size) if weights else image_size
     patch = config.patch_size if config.patch_size != AUTO else (file_patch or extra.get("patch_size"))
+    if file_patch and patch != file_patch:  # timm would resample the patch embedding: other weights than the file's
+        raise UserError(f"backbone.patch_size={patch} differs from the {file_patch} px patches of backbone.init="
+                        f"{config.init}; drop backbone.patch_size (auto uses the weights')")
     if config.normalize == "minus_one_to_one" or (config.normalize == AUTO and weights is None):
         mean, std = None, None
     elif config.normalize == "imagenet":
