@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 from ssl_lightning.errors import UserError
 from ssl_lightning.export.encoders import main as export_main
 from ssl_lightning.models.input_contract import IMAGENET_MEAN, IMAGENET_STD
-from ssl_lightning.report.columns import label, variant
 from ssl_lightning.record import RunRecord
+from ssl_lightning.report.columns import label, variant
 from ssl_lightning.stages import pipeline
 from tests.conftest import call_main
 
@@ -107,3 +107,28 @@ def test_pretrained_without_weights_is_one_line(cli_in_process):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "backbone.init=" in lines[0] and "pretrained" in lines[0]
+
+
+def test_timm_vit_trains_dino_and_simclr_cells_and_serves_pretrained(cli_in_process, tmp_path):
+    """One sweep: DINO and SimCLR smoke cells on a tiny ViT starting from a saved timm folder, and `pretrained`
+    probing that folder as it is (k-NN on cached features); its column is named after the model."""
+    import timm
+    from timm.models import save_for_hf
+
+    from tests.helpers import results_files
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=16, patch_size=4,
+                            depth=2, embed_dim=48, num_heads=3)
+    save_for_hf(vit, str(tmp_path / "tiny_vit"), safe_serialization=True)
+    done = cli_in_process("+experiment=dino,simclr,pretrained", "data=synthetic", "profile=smoke",
+                          "data.train_size=96", "data.test_size=32", "backbone=timm",
+                          f"backbone.init={tmp_path / 'tiny_vit'}", "downstream=knn", multirun=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = {cell["experiment"]: cell for cell in results_files(tmp_path)}
+    assert set(cells) == {"dino", "simclr", "pretrained"}
+    assert all(cell["status"] == "ok" for cell in cells.values()), [c.get("error") for c in cells.values()]
+    assert cells["pretrained"]["pretext_key"] is None and cells["dino"]["pretext_key"]
+    assert cells["pretrained"]["input_contract"]["stem"] == "patch4"
+    record = RunRecord.from_json({k: v for k, v in cells["pretrained"].items() if k != "_dir"})
+    assert label("pretrained", variant(record)) == "Pretrained (vit_tiny_patch16_224, tiny_vit)"

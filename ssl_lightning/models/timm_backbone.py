@@ -128,7 +128,8 @@ def _default_mean_std(name: str, weights: TimmWeights) -> tuple[tuple[float, ...
 def model_name(config: BackboneConfig, folder_config: dict[str, Any] | None = None) -> str:
     name = config.model or (folder_config or {}).get("architecture")
     if not name:
-        raise UserError("backbone=timm needs backbone.model=<timm model name>, e.g. backbone.model=vit_small_patch16_224")
+        raise UserError("backbone=timm needs backbone.model=<timm model name>, "
+                        "e.g. backbone.model=vit_small_patch16_224")
     timm = _timm()
     if not timm.is_model(str(name)):
         close = timm.list_models(f"*{str(name).split('_')[0]}*")[:5]

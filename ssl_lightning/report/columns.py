@@ -45,7 +45,10 @@ def _init_part(record: RunRecord) -> str | None:
 def _weights_parts(record: RunRecord) -> list[str | None]:
     """`pretrained`'s column is named after its weights: (architecture, source), e.g. (resnet18, torchvision)."""
     backbone = (record.config if isinstance(record.config, dict) else {}).get("backbone") or {}
-    model = backbone.get("model") if isinstance(backbone, dict) and record.backbone == "timm" else None
+    model = None
+    if record.backbone == "timm":
+        model = (record.details or {}).get("backbone_model") or (backbone.get("model") if isinstance(backbone, dict)
+                                                                 else None)
     init = (_init_part(record) or "").removeprefix("init=")
     return [str(model or record.backbone), init or None]
 

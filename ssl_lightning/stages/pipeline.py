@@ -207,6 +207,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         record.encoder = "pretrained"
     if settings.backbone.init != "random" or not encoder.contract.is_identity():  # what the weights were fed
         record.merge({"input_contract": encoder.contract.record()})
+    if settings.backbone.name == "timm":  # the model a weights folder's config.json named, when backbone.model is unset
+        record.merge({"backbone_model": encoder.arch.removeprefix("timm:")})
     if cell.pretext is not None and cell.pretext.train_labels is not None:  # trained with every pool label
         record.merge({"encoder": ENCODER_KIND, "pretext_num_labeled": int(len(cell.pretext.train_indices))})
     tb_dir = run_dir / "tb"

@@ -86,7 +86,7 @@ def test_every_pretext_method_trains_a_vit(method, tmp_path):
     module = spec.build(encoder, constant_sgd(0.05), 1, spec.parse({}))
     losses = fit(module, pretext_data(synthetic_images(train_size=64), 16), 2, str(tmp_path), validate_every=2)
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("values,match", [
