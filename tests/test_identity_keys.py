@@ -23,7 +23,7 @@ from ssl_lightning.stages.pretext_stage import pretext_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SECTIONS = tuple(sorted({registry.get(name).section for name in registry.experiments()
-                         if name not in (registry.SUPERVISED, registry.RAW_PIXELS, registry.FIXMATCH)}))
+                         if name not in registry.NO_PRETEXT_STAGE | {registry.RAW_PIXELS}}))
 
 
 def _names(group: str) -> list[str]:

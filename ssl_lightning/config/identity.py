@@ -45,10 +45,13 @@ class Declared:
     stages: frozenset[str]
     why_not: str = ""
     normalise: Callable[[Any], Any] | None = None  # e.g. a path made absolute, a weights file by its content
+    # Values that leave the key out, as if the config lacked it: a key added later keeps, at its default,
+    # every stored encoder and work folder of before it was added.
+    unkeyed: tuple[Any, ...] = ()
 
 
-def both(normalise: Callable[[Any], Any] | None = None) -> Declared:
-    return Declared(frozenset({PRETEXT, DOWNSTREAM}), normalise=normalise)
+def both(normalise: Callable[[Any], Any] | None = None, unkeyed: tuple[Any, ...] = ()) -> Declared:
+    return Declared(frozenset({PRETEXT, DOWNSTREAM}), normalise=normalise, unkeyed=unkeyed)
 
 
 def pretext() -> Declared:
@@ -111,6 +114,14 @@ DECLARED: dict[str, Declared] = {
     "backbone.blocks": both(),
     "backbone.stem_stride": both(),
     "backbone.init": both(init_identity),  # a weights file by its content
+    # the input contract and backbone=timm (issue 31): left out of the keys at their defaults
+    "backbone.discard_loaded_stem": both(unkeyed=(False,)),
+    "backbone.input_size": both(unkeyed=("auto",)),
+    "backbone.normalize": both(unkeyed=("auto",)),
+    "backbone.model": both(unkeyed=(None,)),
+    "backbone.patch_size": both(unkeyed=("auto",)),
+    "backbone.kwargs": both(unkeyed=({},)),
+    "backbone.kwargs.*": both(),  # through backbone.kwargs (a section of timm.create_model arguments)
     # the pretext stage (its method's section: through the method's identity())
     "pretext.epochs": pretext(),
     "pretext.batch_size": pretext(),
@@ -201,7 +212,7 @@ def stage_values(config: dict[str, Any], stage: str) -> dict[str, Any]:
         if stage not in declared.stages or any(c in key for c in "*?["):
             continue
         present, value = lookup(config, key)
-        if present:
+        if present and not any(value == default for default in declared.unkeyed):
             values[key] = declared.normalise(value) if declared.normalise and value is not None else value
     return values
 

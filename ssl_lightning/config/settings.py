@@ -28,7 +28,7 @@ from ssl_lightning.methods import registry
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.methods.supervised_features import refuse_finetuning
-from ssl_lightning.models.backbones import BackboneConfig
+from ssl_lightning.models.backbones import BackboneConfig, check_backbone
 from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields, is_frozen
 
 HEADS = ("linear", "mlp")
@@ -258,13 +258,14 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     method, params = None, None
-    if experiment not in (registry.SUPERVISED, registry.RAW_PIXELS, registry.FIXMATCH):
+    if experiment not in registry.NO_PRETEXT_STAGE | {registry.RAW_PIXELS}:
         spec = registry.get(experiment)  # UserError listing the registered experiments
         method, params = spec.name, spec.parse(resolved.get(spec.section))
     data_values = dict(resolved["data"])
     data_values.setdefault("image_cache", str(Path(resolved["paths"]["cache"]).expanduser().resolve() / "images"))
     data = DataConfig.from_mapping(data_values)
     backbone = _pick(BackboneConfig, dict(resolved["backbone"]), "backbone")
+    check_backbone(experiment, backbone)
     for stage in ("pretext", "downstream"):
         if int(resolved[stage].get("epochs", 1)) < 1:
             raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")

@@ -23,6 +23,10 @@ RAW_PIXELS = "raw_pixels"  # the no-encoder floor: frozen probes on pixels (mode
 RAW_PIXELS_RANK = 1000  # after every method
 FIXMATCH = "fixmatch"  # the semi-supervised arm without a pretext stage (evaluation/fixmatch.py), not a method
 FIXMATCH_RANK = SUPERVISED_RANK + 1  # beside the supervised baseline it extends with the unlabelled pool
+PRETRAINED = "pretrained"  # someone else's encoder as it is (backbone.init): probed, not a method
+PRETRAINED_RANK = 900  # after every method, before the floor (raw pixels) and the ceiling
+# The arms with no pretext stage: a sweep's pretext keys do not touch them.
+NO_PRETEXT_STAGE = frozenset({SUPERVISED, FIXMATCH, PRETRAINED})
 
 
 class MethodParams:
@@ -104,7 +108,7 @@ _discovered = False
 def register(spec: MethodSpec) -> MethodSpec:
     if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
         raise RuntimeError(f"pretext method {spec.name!r} is registered twice")
-    if spec.name in (SUPERVISED, FIXMATCH):
+    if spec.name in NO_PRETEXT_STAGE:
         raise RuntimeError(f"{spec.name!r} is an experiment without a pretext stage, not a method name")
     _REGISTRY[spec.name] = spec
     return spec
@@ -128,9 +132,11 @@ def methods() -> dict[str, MethodSpec]:
 
 
 def experiments() -> list[str]:
-    """Every valid `+experiment=` name: the registered methods, the supervised baseline, FixMatch and raw pixels."""
+    """Every valid `+experiment=` name: the registered methods, the supervised baseline, FixMatch, pretrained
+    weights and raw pixels."""
     ranked = [(spec.rank, name) for name, spec in methods().items()] + [(SUPERVISED_RANK, SUPERVISED),
                                                                         (FIXMATCH_RANK, FIXMATCH),
+                                                                        (PRETRAINED_RANK, PRETRAINED),
                                                                         (RAW_PIXELS_RANK, RAW_PIXELS)]
     return [name for _, name in sorted(ranked)]
 

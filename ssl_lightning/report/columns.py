@@ -10,7 +10,8 @@ from ssl_lightning.record import RunRecord
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
 DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised",
-           registry.RAW_PIXELS: "Raw pixels", registry.FIXMATCH: "FixMatch"}
+           registry.RAW_PIXELS: "Raw pixels", registry.FIXMATCH: "FixMatch",
+           registry.PRETRAINED: "Pretrained"}
 RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a frozen probe: nothing was trained before
 # The bounds of every frozen-feature table, its last two columns (registry ranks): the floor, then the ceiling.
 FLOOR = registry.RAW_PIXELS  # no encoder: the probe on the pixels
@@ -42,8 +43,21 @@ def _init_part(record: RunRecord) -> str | None:
     return f"init={name}"
 
 
+def _weights_parts(record: RunRecord) -> list[str | None]:
+    """`pretrained`'s column is named after its weights: (architecture, source), e.g. (resnet18, torchvision)."""
+    backbone = (record.config if isinstance(record.config, dict) else {}).get("backbone") or {}
+    model = None
+    if record.backbone == "timm":
+        model = (record.details or {}).get("backbone_model") or (backbone.get("model") if isinstance(backbone, dict)
+                                                                 else None)
+    init = (_init_part(record) or "").removeprefix("init=")
+    return [str(model or record.backbone), init or None]
+
+
 def variant(record: RunRecord, show_backbone: bool = False) -> tuple[str, ...]:
     """What sets this run apart from the default of its method; empty for a default run."""
+    if record.experiment == registry.PRETRAINED:
+        return tuple(p for p in _weights_parts(record) if p)
     parts = [_pretext_part(record), _init_part(record)]
     if show_backbone:
         parts.append(str(record.backbone))

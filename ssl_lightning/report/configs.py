@@ -70,7 +70,7 @@ def _ignored(key: str, experiment: str) -> bool:
     sections = _method_sections()
     if section in set(sections.values()) and section != sections.get(experiment):
         return True  # another method's hyper-parameters do not touch this run
-    return experiment == registry.SUPERVISED and section in _PRETEXT_SECTIONS  # no pretext stage
+    return experiment in registry.NO_PRETEXT_STAGE and section in _PRETEXT_SECTIONS  # no pretext stage
 
 
 def relevant(config: dict[str, Any] | None, experiment: str) -> dict[str, str]:

@@ -42,9 +42,9 @@ from ssl_lightning.evaluation.fixmatch import fixmatch_results
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.registry import FIXMATCH, RAW_PIXELS
 from ssl_lightning.methods.supervised_features import ENCODER_KIND
-from ssl_lightning.models.backbones import Encoder, build_encoder
+from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.batchnorm_stats import reestimate_batchnorm
-from ssl_lightning.models.init import apply_init
+from ssl_lightning.models.init import build_initialised
 from ssl_lightning.models.pixels import max_features, pixel_encoder
 from ssl_lightning.record import RunRecord
 from ssl_lightning.stages import test_folds
@@ -173,8 +173,7 @@ def _prepare_images(settings: RunSettings, images: ImageSet) -> PreparedCell:
     if settings.experiment == RAW_PIXELS:  # no encoder: the frozen probes read the pixels
         encoder = pixel_encoder(images.channels, images.image_size, max_features(settings.config))
     else:
-        encoder = build_encoder(settings.backbone, images.channels, images.image_size[0])
-        apply_init(encoder, settings.backbone.init)
+        encoder = build_initialised(settings.backbone, images.channels, images.image_size[0])
     split_runs = [(with_split_seed(settings, seed), one) for seed, one in splits.items()]
     return PreparedCell(settings, images, split, encoder, pretext, split_runs)
 
@@ -251,6 +250,12 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         record.encoder = "raw_pixels"
     if cell.fold is not None:  # data.test_folds: which fold this run tests
         record.merge({"test_fold": cell.fold["test_fold"], "test_folds": cell.fold["test_folds"]})
+    if settings.experiment == registry.PRETRAINED:
+        record.encoder = "pretrained"
+    if settings.backbone.init != "random" or not encoder.contract.is_identity():  # what the weights were fed
+        record.merge({"input_contract": encoder.contract.record()})
+    if settings.backbone.name == "timm":  # the model a weights folder's config.json named, when backbone.model is unset
+        record.merge({"backbone_model": encoder.arch.removeprefix("timm:")})
     if cell.pretext is not None and cell.pretext.train_labels is not None:  # trained with every pool label
         record.merge({"encoder": ENCODER_KIND, "pretext_num_labeled": int(len(cell.pretext.train_indices))})
     tb_dir = run_dir / "tb"

@@ -81,7 +81,7 @@ def test_unknown_backbone_is_a_user_error_listing_valid_names() -> None:
     message = str(error.value)
     assert "'vgg11'" in message
     assert all(name in message for name in ("compact", "resnet18", "resnet50"))
-    assert set(BACKBONES) == {"compact", "resnet18", "resnet50"}
+    assert set(BACKBONES) == {"compact", "resnet18", "resnet50", "timm"}
 
 
 def test_unknown_stem_is_a_user_error() -> None:
