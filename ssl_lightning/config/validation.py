@@ -105,6 +105,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.channels_last", lambda v: v is True or v is False or v == "auto", "true, false or auto"),
     Rule("trainer.log_every_n_steps", int_at_least(1), POSITIVE_INT),
     Rule("trainer.num_nodes", int_at_least(1), POSITIVE_INT),
+    Rule("trainer.threads", lambda v: v == "auto" or int_at_least(1)(v), "auto or a whole number >= 1"),
     Rule("backbone.width", int_at_least(1), POSITIVE_INT),
     Rule("backbone.blocks", int_at_least(1), POSITIVE_INT),
     Rule("backbone.stem_stride", int_at_least(1), POSITIVE_INT),

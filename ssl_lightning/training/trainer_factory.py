@@ -19,6 +19,7 @@ from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.errors import UserError
 from ssl_lightning.training.epoch_log import EpochLine, silence_lightning_tips, stdout_is_terminal
 from ssl_lightning.training.finite_guard import FiniteLossGuard
+from ssl_lightning.training.thread_policy import ThreadPolicyCallback
 
 log = logging.getLogger(__name__)
 # Our checkpoint folders also hold TensorBoard events and resumable state: expected, not worth a warning.
@@ -80,7 +81,8 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
                   callbacks: list[Callback], limit_train_batches: float, limit_val_batches: float,
                   root_dir: Path) -> pl.Trainer:
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
-    callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name)]
+    callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name),
+                 ThreadPolicyCallback(settings.threads, log_name)]
     silence_lightning_tips()
     progress_bar = settings.enable_progress_bar and stdout_is_terminal()  # a bar only where someone watches it
     if not progress_bar:
