@@ -4,6 +4,7 @@ Measured on 2 cores (`python -m benchmarks.threads`, README Performance): two pr
 each ran 7-9x slower per process than one alone (their OpenMP threads spin on each other's cores);
 OMP_WAIT_POLICY=PASSIVE recovered only part of that and slowed a process running alone by about 40%; one thread
 per process gave the highest total. So each of n cells gets cores // n threads, and the wait policy is left alone.
+That share is the cap of `trainer.threads=auto` in the cell (thread_policy.py): auto takes min(share, idle cores).
 """
 
 from __future__ import annotations
