@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(sizes)
         return
-    default = torch.get_num_threads()  # torch's own choice in this process (before any policy ran)
-    thread_policy.apply(thread_policy.AUTO, "benchmark start")  # the policy's cap: this default
+    default, _ = thread_policy.cap()  # torch's own choice in this process, auto's cap
     passive = not args.tiny if args.passive is None else args.passive  # tiny: no second interpreter unless asked
     policies = [*IN_PROCESS, *([PASSIVE] if passive else [])]
     repeats = repeats_from(args, tiny_default=1, default=2)

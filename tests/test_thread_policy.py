@@ -72,7 +72,7 @@ def test_auto_takes_the_idle_cores_within_the_cap_and_quota():
     assert quota.threads == 3 and "cgroup CPU quota 3.5 cores" in quota.reason
     assert decide(AUTO, 1, None, cap_reason="OMP_NUM_THREADS=1").reason == "1 torch thread (OMP_NUM_THREADS=1)"
     assert decide(AUTO, 4, None).threads == 4  # nothing to sample (no /proc/stat): the cap
-    assert decide(3, 2, None).as_json() == {"policy": 3, "threads": 3, "reason": "trainer.threads=3"}
+    assert decide(3, 2, None).as_json() == {"policy": 3, "threads": 3, "reason": "as set: 3 torch threads"}
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_auto_samples_the_machine_and_records_the_cell(caplog):
     record = thread_policy.cell_record(start)
     assert record["policy"] == AUTO and record["threads"] == decision.threads
     if decision.threads != 1:
-        assert record["changes"] == [{"at": "pretext stage start", "threads": 1, "reason": "trainer.threads=1"}]
+        assert record["changes"] == [{"at": "pretext stage start", "threads": 1, "reason": "as set: 1 torch thread"}]
 
 
 @pytest.mark.usefixtures("fresh_policy")
@@ -125,4 +125,5 @@ def test_an_explicit_thread_count_is_honoured_and_recorded(cli_in_process, tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     assert torch.get_num_threads() == 2
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["threads"] == {"policy": 2, "threads": 2, "reason": "trainer.threads=2", "changes": []}
+    assert results["threads"] == {"policy": 2, "threads": 2, "reason": "as set: 2 torch threads",
+                                  "changes": []}

@@ -197,7 +197,7 @@ def decide(policy: str | int, cap: int, load: Load | None, quota: float | None =
            cap_reason: str = "") -> Decision:
     """The thread count for `policy` (pure: the sample and the limits are given)."""
     if policy != AUTO:
-        return Decision(policy, int(policy), f"trainer.threads={policy}")
+        return Decision(policy, int(policy), f"as set: {policy} torch thread{'' if int(policy) == 1 else 's'}")
     limit, why = max(1, cap), cap_reason or f"cap {cap}"
     if quota is not None and math.floor(quota) < limit:
         limit, why = max(1, math.floor(quota)), f"cgroup CPU quota {quota:g} cores"
@@ -225,7 +225,8 @@ class _State:
 _state = _State()
 
 
-def _cap() -> tuple[int, str]:
+def cap() -> tuple[int, str]:
+    """The most threads auto gives, and why: torch's count when this is first called in the process."""
     if _state.cap is None:
         _state.cap = torch.get_num_threads()
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
@@ -242,16 +243,16 @@ def apply(policy: str | int, where: str, processes: int = 1, fresh_s: float = FR
     """Choose and set torch's threads for what starts now (`where`: cell start, a stage, an epoch); logs a choice
     that changes the count, and every cell-start choice."""
     policy = parse_policy(policy)
-    cap, cap_reason = _cap()
+    most, why = cap()
     if processes > 1:
-        cap, cap_reason = max(1, cap // processes), f"{cap_reason} shared by {processes} processes"
+        most, why = max(1, most // processes), f"{why} shared by {processes} processes"
     quota = cgroup_cpu_limit() if policy == AUTO else None
     load = None
-    if policy == AUTO and min(cap, quota or cap) >= 2:  # with at most 1 core there is nothing to sample
+    if policy == AUTO and min(most, quota or most) >= 2:  # with at most 1 core there is nothing to sample
         if time.monotonic() - _state.sampled_at > fresh_s:
             _state.last_load, _state.sampled_at = sample_load(), time.monotonic()
         load = _state.last_load
-    chosen = decide(policy, cap, load, quota, cap_reason)
+    chosen = decide(policy, most, load, quota, why)
     decision = Decision(chosen.policy, chosen.threads, chosen.reason, where)
     changed = decision.threads != torch.get_num_threads()
     if changed:
