@@ -65,7 +65,7 @@ def test_auto_takes_the_idle_cores_within_the_cap_and_quota():
     assert busy.threads == 1
     assert busy.reason == "1 of 2 cores idle (load from other processes ~1.0): 1 torch thread"
     assert decide(AUTO, 2, Load(2, 1.8, 0.2)).threads == 2  # a core 80% free counts (IDLE_MARGIN)
-    assert decide(AUTO, 2, Load(2, 0.1, 1.9)).threads == 1  # never below 1
+    assert decide(AUTO, 2, Load(2, 0.1, 1.9)).reason.endswith("~1.9), at least 1: 1 torch thread")
     capped = decide(AUTO, 2, Load(8, 8.0, 0.0), cap_reason="OMP_NUM_THREADS=2")
     assert capped.threads == 2 and "at most 2 (OMP_NUM_THREADS=2)" in capped.reason
     quota = decide(AUTO, 8, Load(8, 8.0, 0.0), quota=3.5)
@@ -91,7 +91,7 @@ def test_auto_samples_the_machine_and_records_the_cell(caplog):
         decision = thread_policy.apply(AUTO, thread_policy.CELL_START)
     usable = len(thread_policy.usable_cores())
     assert 1 <= decision.threads <= 2 and torch.get_num_threads() == decision.threads
-    assert re.fullmatch(rf"\d+ of {usable} cores idle \(load from other processes ~[\d.]+\)(, at most 2 \(.*\))?: "
+    assert re.fullmatch(rf"\d+ of {usable} cores idle \(load from other processes ~[\d.]+\)(, at .*)?: "
                         rf"{decision.threads} torch threads?", decision.reason), decision.reason
     assert f"trainer.threads=auto at cell start: {decision.reason}" in caplog.text
     thread_policy.apply(1, "pretext stage start")  # a change is recorded with where it happened

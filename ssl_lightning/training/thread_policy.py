@@ -207,7 +207,7 @@ def decide(policy: str | int, cap: int, load: Load | None, quota: float | None =
         return Decision(AUTO, limit, f"no /proc/stat to sample: {limit} torch threads ({why})")
     idle = max(0, math.floor(load.free + IDLE_MARGIN))
     threads = max(1, min(limit, idle))
-    bound = f", at most {limit} ({why})" if limit < idle else ""
+    bound = f", at most {limit} ({why})" if limit < idle else ", at least 1" if idle == 0 else ""
     plural = "" if threads == 1 else "s"
     return Decision(AUTO, threads, f"{idle} of {load.usable} cores idle (load from other processes "
                                    f"~{load.others:.1f}){bound}: {threads} torch thread{plural}")
