@@ -60,6 +60,20 @@ def test_cgroup_quotas_as_cores():
     assert parse_cfs("200000", "100000") == pytest.approx(2.0)
 
 
+def test_the_tightest_cgroup_quota_of_the_process_and_its_parents(tmp_path):
+    (tmp_path / "job" / "step").mkdir(parents=True)
+    (tmp_path / "job" / "cpu.max").write_text("200000 100000\n")  # the job's quota bounds its step
+    (tmp_path / "job" / "step" / "cpu.max").write_text("max 100000\n")
+    assert thread_policy.cgroup_cpu_limit(tmp_path, "0::/job/step\n") == pytest.approx(2.0)
+    v1 = tmp_path / "cpu,cpuacct" / "slurm" / "job_7"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("150000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    both = "4:cpu,cpuacct:/slurm/job_7\n3:memory:/slurm/job_7\n0::/job/step\n"
+    assert thread_policy.cgroup_cpu_limit(tmp_path, both) == pytest.approx(1.5)
+    assert thread_policy.cgroup_cpu_limit(tmp_path, "0::/elsewhere\n") is None
+
+
 def test_auto_takes_the_idle_cores_within_the_cap_and_quota():
     busy = decide(AUTO, 2, Load(usable=2, free=1.02, others=0.98))
     assert busy.threads == 1

@@ -103,9 +103,10 @@ def _limits_up(folder: Path, root: Path, read_limit) -> list[float]:
         folder = folder.parent
 
 
-def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
-    """The tightest CPU quota (in cores) of this process's cgroups, v2 and v1; None when there is none."""
-    cgroups = _read(Path("/proc/self/cgroup")) or ""
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, cgroups: str | None = None) -> float | None:
+    """The tightest CPU quota (in cores) of this process's cgroups (`cgroups`: /proc/self/cgroup's text), v2 and
+    v1, their parents included; None when there is none."""
+    cgroups = (_read(Path("/proc/self/cgroup")) or "") if cgroups is None else cgroups
     found: list[float] = []
     for line in cgroups.splitlines():
         _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
