@@ -36,7 +36,9 @@ log = logging.getLogger("ssl_lightning")
 
 AUTO = "auto"
 SAMPLE_S = 0.15  # /proc/stat ticks at 100 Hz: 15 ticks per core, enough to tell an idle core from a busy one
-IDLE_MARGIN = 0.25  # a core counts as idle when >= 75% of it is free
+# A core counts as idle when >= 75% of it is free. Cautious on purpose: a thread too many beside a busy core cost
+# 3.5-5.7x (issue 33), a thread too few on 2 cores at most the 1.6x between 2 threads and 1.
+IDLE_MARGIN = 0.25
 FRESH_S = 5.0  # a stage starting within this time of the last sample reuses it
 CELL_START = "cell start"
 RECHECK_S = 20.0  # epoch-start re-checks at most this often: a 0.15 s sample costs <= 0.75%
