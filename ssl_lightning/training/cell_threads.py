@@ -36,5 +36,8 @@ def share_cores(n_jobs: int) -> int:
     import torch
 
     torch.set_num_threads(threads)
+    from ssl_lightning.training import thread_policy
+
+    thread_policy.set_cap(threads, f"{n_jobs} cells at once share {usable_cores()} cores")
     log.info("%d cells at once on %d cores: %d torch thread(s) per cell", n_jobs, usable_cores(), threads)
     return threads

@@ -229,12 +229,20 @@ _state = _State()
 
 
 def cap() -> tuple[int, str]:
-    """The most threads auto gives, and why: torch's count when this is first called in the process."""
+    """The most threads auto gives, and why: torch's count when this is first called in the process (unless
+    `set_cap` said otherwise)."""
     if _state.cap is None:
-        _state.cap = torch.get_num_threads()
+        threads = torch.get_num_threads()
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        _state.cap_reason = f"OMP_NUM_THREADS={env}" if env == str(_state.cap) else f"torch's {_state.cap} threads"
+        set_cap(threads, f"OMP_NUM_THREADS={env}" if env == str(threads)
+                else f"torch's {threads} thread{'' if threads == 1 else 's'}")
+    assert _state.cap is not None
     return _state.cap, _state.cap_reason
+
+
+def set_cap(threads: int, reason: str) -> None:
+    """The most threads auto gives in this process from now on (hydra/launcher=parallel's share per cell)."""
+    _state.cap, _state.cap_reason = max(1, threads), reason
 
 
 def parse_policy(value: Any) -> str | int:
