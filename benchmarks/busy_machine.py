@@ -3,10 +3,11 @@
 Each policy trains the pretext step of a cell (profile=cpu: compact encoder, batch 256, channels_last for 28 px
 grey images; batched augmentation, forward, backward, SGD step) on Fashion-MNIST, rotation and SimCLR, for a fixed
 number of steps after warm-up steps, and reports source images/s. "Busy" starts one niced busy loop (`nice 10`,
-`while True: pass`), as a neighbour's job would be, and always stops it. Policies: torch's default thread count
-(2 on the 2-core machine), 1 thread, `trainer.threads=auto` (ssl_lightning/training/thread_policy.py, sampled as
-at a cell start), and the default count with OMP_WAIT_POLICY=PASSIVE (needs a fresh process: OpenMP reads it when
-torch loads). Targets: beside the busy process auto >= 0.8x one thread; idle, auto >= 0.9x the default.
+`while True: pass`, started through `sh` so that it is no child of ours), as a neighbour's job would be, and always
+stops it. Policies: torch's default thread count (2 on the 2-core machine), 1 thread, `trainer.threads=auto`
+(ssl_lightning/training/thread_policy.py, sampled as at a cell start), and the default count with
+OMP_WAIT_POLICY=PASSIVE (needs a fresh process: OpenMP reads it when torch loads). Targets: beside the busy process
+auto >= 0.8x one thread; idle, auto >= 0.9x the default.
 
     python -m benchmarks.busy_machine [--tiny] [--repeats N] [--no-passive]
 """
@@ -16,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,19 +55,25 @@ FULL = Sizes(batch=256, steps=16, warmup=2, images=None)
 TINY = Sizes(batch=16, steps=2, warmup=1, images=512)
 
 
+# `sh` starts the loop and exits, so the loop is not our child: the policy counts its own children (DataLoader
+# workers) as its own load, and a neighbour's job is no child of the cell either.
+DETACHED_LOOP = 'nice -n 10 "$0" -c "while True: pass" >/dev/null 2>&1 & echo $!'
+
+
 @contextmanager
 def busy_process(on: bool) -> Iterator[None]:
-    """One niced busy loop while the block runs (nothing when `on` is false); killed whatever happens."""
+    """One niced busy loop, not our child, while the block runs (nothing when `on` is false); always killed."""
     if not on:
         yield
         return
-    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(10))
+    started = subprocess.run(["sh", "-c", DETACHED_LOOP, sys.executable], capture_output=True, text=True, check=True)
+    pid = int(started.stdout.strip())
     try:
         time.sleep(0.5)  # let it take its core
         yield
     finally:
-        loop.kill()
-        loop.wait()
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def threads_for(policy: str, default: int) -> tuple[int, str]:
