@@ -1,4 +1,4 @@
-"""trainer.threads=auto|N (ssl_lightning/training/thread_policy.py): idle cores from /proc/stat text, cgroup
+"""trainer.threads=auto|N (training/thread_policy.py, cpu_load.py): idle cores from /proc/stat text, cgroup
 quotas, the choice and its reason, epoch re-checks, and an explicit N honoured by a real run (no timing checks)."""
 
 from __future__ import annotations
@@ -10,17 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ssl_lightning.training import thread_policy
-from ssl_lightning.training.thread_policy import (
-    AUTO,
-    Load,
-    ThreadPolicyCallback,
-    decide,
-    idle_cores,
-    parse_cfs,
-    parse_cpu_max,
-    parse_proc_stat,
-)
+from ssl_lightning.training import cpu_load, thread_policy
+from ssl_lightning.training.cpu_load import Load, idle_cores, parse_cfs, parse_cpu_max, parse_proc_stat
+from ssl_lightning.training.thread_policy import AUTO, ThreadPolicyCallback, decide
 
 # /proc/stat: cpuN user nice system idle iowait irq softirq steal guest guest_nice
 BEFORE = """cpu  300 0 100 1000 0 0 0 0 0 0
@@ -64,14 +56,14 @@ def test_the_tightest_cgroup_quota_of_the_process_and_its_parents(tmp_path):
     (tmp_path / "job" / "step").mkdir(parents=True)
     (tmp_path / "job" / "cpu.max").write_text("200000 100000\n")  # the job's quota bounds its step
     (tmp_path / "job" / "step" / "cpu.max").write_text("max 100000\n")
-    assert thread_policy.cgroup_cpu_limit(tmp_path, "0::/job/step\n") == pytest.approx(2.0)
+    assert cpu_load.cgroup_cpu_limit(tmp_path, "0::/job/step\n") == pytest.approx(2.0)
     v1 = tmp_path / "cpu,cpuacct" / "slurm" / "job_7"
     v1.mkdir(parents=True)
     (v1 / "cpu.cfs_quota_us").write_text("150000\n")
     (v1 / "cpu.cfs_period_us").write_text("100000\n")
     both = "4:cpu,cpuacct:/slurm/job_7\n3:memory:/slurm/job_7\n0::/job/step\n"
-    assert thread_policy.cgroup_cpu_limit(tmp_path, both) == pytest.approx(1.5)
-    assert thread_policy.cgroup_cpu_limit(tmp_path, "0::/elsewhere\n") is None
+    assert cpu_load.cgroup_cpu_limit(tmp_path, both) == pytest.approx(1.5)
+    assert cpu_load.cgroup_cpu_limit(tmp_path, "0::/elsewhere\n") is None
 
 
 def test_auto_takes_the_idle_cores_within_the_cap_and_quota():
@@ -97,13 +89,13 @@ def fresh_policy(monkeypatch):
     torch.set_num_threads(2)
 
 
-@pytest.mark.skipif(not thread_policy.PROC_STAT.is_file(), reason="needs /proc/stat")
+@pytest.mark.skipif(not cpu_load.PROC_STAT.is_file(), reason="needs /proc/stat")
 @pytest.mark.usefixtures("fresh_policy")
 def test_auto_samples_the_machine_and_records_the_cell(caplog):
     start = thread_policy.mark()
     with caplog.at_level("INFO", logger="ssl_lightning"):
         decision = thread_policy.apply(AUTO, thread_policy.CELL_START)
-    usable = len(thread_policy.usable_cores())
+    usable = len(cpu_load.usable_cores())
     assert 1 <= decision.threads <= 2 and torch.get_num_threads() == decision.threads
     assert re.fullmatch(rf"\d+ of {usable} cores idle \(load from other processes ~[\d.]+\)(, at .*)?: "
                         rf"{decision.threads} torch threads?", decision.reason), decision.reason
