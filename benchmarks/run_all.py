@@ -35,6 +35,7 @@ REGISTRY: tuple[Benchmark, ...] = (
     Benchmark("data_overhead"),
     Benchmark("memory", threads=False),
     Benchmark("probe_cost"),  # one profile=cpu SimCLR encoder, then probes on its cached features per label split
+    Benchmark("busy_machine", threads=False),  # pretext img/s idle and beside a busy process, per thread policy
     Benchmark("data_scale", opt_in="scale"),  # 50,000 JPEG tiles through the image store: 6-7 min, 9 GB of disk
     Benchmark("grid_time", opt_in="grid"),  # the 4 x 3 grid's wall time, ~30 min
     Benchmark("cpu_paths", opt_in="cpu"),  # NCHW / channels_last / compile per method and backbone, ~15 min

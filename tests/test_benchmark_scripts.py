@@ -1,7 +1,7 @@
-"""The opt-in benchmark scripts (grid_time, cpu_paths, threads, data_scale, eval_memory) run end to end on tiny sizes
-and print their figures (no timing checks). They take about 5 minutes of the 2 cores, so they carry the `bench`
-marker: `make test` leaves them out (run_all's combined tiny run in test_benchmarks.py stays), `make test-bench`
-runs them."""
+"""The opt-in benchmark scripts (grid_time, cpu_paths, threads, data_scale, eval_memory; busy_machine's PASSIVE
+worker) run end to end on tiny sizes and print their figures (no timing checks). They take about 5 minutes of the 2
+cores, so they carry the `bench` marker: `make test` leaves them out (run_all's combined tiny run in
+test_benchmarks.py stays), `make test-bench` runs them."""
 
 from __future__ import annotations
 
@@ -57,3 +57,20 @@ def test_eval_memory_tiny_prints_both_peaks():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for label in ("capped by area", "512 per batch"):
         assert re.search(rf"{re.escape(label)}\):?\s+{NUMBER} GB", done.stdout), label
+
+
+def test_busy_machine_measures_the_passive_variant_in_its_own_process():
+    """run_all's tiny run (tests/test_benchmarks.py) leaves the PASSIVE worker out; here it runs, and the markdown
+    table for README has every policy's row."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.busy_machine", "--tiny", "--passive"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for method in ("rotation", "simclr"):
+        for state in ("idle", "busy"):
+            figure = f"{method} {state}: default, OMP_WAIT_POLICY=PASSIVE"
+            assert re.search(rf"^{re.escape(figure)}\s+img/s\s+{NUMBER}", done.stdout, re.MULTILINE), figure
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| policy | rotation idle | rotation busy | simclr idle | simclr busy |"
+    names = [re.sub(r"default \(\d+ threads?\)", "default", row.split(" | ")[0].removeprefix("| "))
+             for row in rows[1:]]
+    assert names == ["default", "1 thread", "auto", "default, OMP_WAIT_POLICY=PASSIVE"]

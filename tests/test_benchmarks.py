@@ -25,6 +25,10 @@ EXPECTED = {
                       for path in ("", " (channels_last)")
                       for kind in ("real data path", "batch in memory", "real/in-memory")],
     "memory": ["cell max RSS", "cell wall time"],
+    "busy_machine": [f"{method} {state}: {policy}" for method in ("rotation", "simclr") for state in ("idle", "busy")
+                     for policy in ("default", "1 thread", "auto")]
+                    + [f"{method} {ratio}" for method in ("rotation", "simclr")
+                       for ratio in ("busy: auto/1 thread", "idle: auto/default")],
 }
 NUMBER = r"(?:[\d,]+(?:\.\d+)?(?:e[-+]?\d+)?|nan)"
 
@@ -101,7 +105,7 @@ def test_figure_statistics_and_verdicts():
 
 def test_run_all_selection_registry_and_opt_in():
     default = [b.name for b in run_all.selected(run_all.parse_args([]))]
-    assert default == ["pretext_throughput", "data_overhead", "memory", "probe_cost"]
+    assert default == ["pretext_throughput", "data_overhead", "memory", "probe_cost", "busy_machine"]
     assert "data_scale" in [b.name for b in run_all.selected(run_all.parse_args(["--scale"]))]
     assert {"cpu_paths", "threads"} <= {b.name for b in run_all.selected(run_all.parse_args(["--cpu"]))}
     assert "grid_time" in [b.name for b in run_all.selected(run_all.parse_args(["--grid"]))]

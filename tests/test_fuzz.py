@@ -93,6 +93,8 @@ CLI_CASES: list[tuple[list[str], list[str]]] = [
     (["+experiment=supervised", "trainer.strategy=bogus"], ["trainer.strategy=bogus"]),
     (["+experiment=supervised", "trainer.accelerator=abacus"], ["trainer.accelerator=abacus"]),
     (["+experiment=supervised", "trainer.num_nodes=0"], ["trainer.num_nodes=0"]),
+    (["+experiment=supervised", "trainer.threads=0"], ["trainer.threads=0", "auto or a whole number >= 1"]),
+    (["+experiment=supervised", "trainer.threads=abc"], ["trainer.threads=abc", "auto or a whole number >= 1"]),
     (["+experiment=simclr", "downstream.probe_layer=99"], ["downstream.probe_layer=99", "stages 1..3"]),
     (["+experiment=simclr", "pretext.reuse=no"], ["pretext.reuse=no", "true or false"]),
     (["+experiment=simclr", "trainer.compile=maybe"], ["trainer.compile=maybe", "true or false"]),

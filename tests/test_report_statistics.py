@@ -184,7 +184,8 @@ def test_flatten_and_replicate_keys():
 def test_relevant_keys_drop_other_methods_and_bookkeeping():
     config = {"seed": 3, "experiment": "x", "paths": {"cache": "/tmp/c"},
               "data": {"fraction": 0.5, "split_seed": 3, "name": "synthetic", "download": True},
-              "trainer": {"enable_progress_bar": False}, "downstream": {"lr": 0.1}, "pretext": {"epochs": 2},
+              "trainer": {"enable_progress_bar": False, "threads": 2}, "downstream": {"lr": 0.1},
+              "pretext": {"epochs": 2},
               "simclr": {"temperature": 0.5}, "rotation": {"jitter_strength": 0.5}, "pretext_data": {"target": {}}}
     assert set(relevant(config, "simclr")) == {"data.name", "downstream.lr", "pretext.epochs", "simclr.temperature",
                                                "pretext_data.target"}

@@ -43,7 +43,7 @@ def test_every_shipped_config_passes(experiment, profile):
         ("downstream.patience", 0, 5), ("moco.drop_prob", 1.5, 0.1), ("byol.blur_p2", 1.5, 0.1),
         ("dino.local_crops", -1, 0), ("dino.local_size_fraction", 0, 0.43), ("dino.teacher_temperature_warmup", -1, 0),
         ("dino.solarize_probability", -1, 0.2), ("trainer.channels_last", "maybe", "auto"),
-        ("trainer.channels_last", 1, True),
+        ("trainer.channels_last", 1, True), ("trainer.threads", 0, "auto"), ("trainer.threads", "abc", 2),
     ],
 )
 def test_bad_values_are_named_with_their_range_and_good_ones_pass(key, bad, good):

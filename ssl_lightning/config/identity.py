@@ -190,6 +190,7 @@ DECLARED: dict[str, Declared] = {
     "trainer.deterministic": neither(RUNTIME),
     "trainer.enable_progress_bar": neither(RUNTIME),
     "trainer.log_every_n_steps": neither(RUNTIME),
+    "trainer.threads": neither(RUNTIME),
     "paths.cache": neither("where stored work lives"),
     "pretext_data.*": pretext(),  # through the pretext sources' identity (source_identity)
 }

@@ -117,6 +117,7 @@ class TrainerSettings:
     deterministic: bool = False
     enable_progress_bar: bool = True
     log_every_n_steps: int = 10
+    threads: str | int = "auto"  # torch CPU threads: auto (the idle cores, training/thread_policy.py) or N
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.channels_last", lambda v: v is True or v is False or v == "auto", "true, false or auto"),
     Rule("trainer.log_every_n_steps", int_at_least(1), POSITIVE_INT),
     Rule("trainer.num_nodes", int_at_least(1), POSITIVE_INT),
+    Rule("trainer.threads", lambda v: v == "auto" or int_at_least(1)(v), "auto or a whole number >= 1"),
     Rule("backbone.width", int_at_least(1), POSITIVE_INT),
     Rule("fixmatch.threshold", number_in(0, 1), "a number in [0, 1], e.g. 0.95"),  # fixmatch.lambda_u: *lambd*
     Rule("fixmatch.mu", int_at_least(1), "a whole number >= 1 (unlabelled images per labelled one)"),

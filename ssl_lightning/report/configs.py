@@ -19,8 +19,10 @@ from ssl_lightning.methods import registry
 MISSING = "∅"  # the key is absent from this run's config (e.g. written by an older version)
 _IGNORED_SECTIONS = {"paths", "hydra"}
 _IGNORED_KEYS = {"seed", "experiment", "data.fraction", "data.labels_per_class"}
-# run bookkeeping that cannot change a result: display, logging cadence, download permission, store reuse
-_BOOKKEEPING = {"trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.download", "pretext.reuse"}
+# run bookkeeping that cannot change a result: display, logging cadence, download permission, store reuse, and CPU
+# threads (speed; at most float rounding), so runs from before trainer.threads existed share a column
+_BOOKKEEPING = {"trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.threads", "data.download",
+                "pretext.reuse"}
 _PRETEXT_SECTIONS = {"pretext", "pretext_data"}  # only read by methods with a pretext stage
 
 

@@ -53,6 +53,7 @@ from ssl_lightning.stages.frozen_stage import plan_selection, run_frozen, uses_f
 from ssl_lightning.stages.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.stages.pretext_store import config_key
 from ssl_lightning.stages.results import git_commit, split_fields, write_results, write_subset
+from ssl_lightning.training import thread_policy
 from ssl_lightning.training.distributed import forget_shared, is_global_zero
 from ssl_lightning.training.trainer_factory import check_accelerator
 
@@ -259,6 +260,8 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     if cell.pretext is not None and cell.pretext.train_labels is not None:  # trained with every pool label
         record.merge({"encoder": ENCODER_KIND, "pretext_num_labeled": int(len(cell.pretext.train_indices))})
     tb_dir = run_dir / "tb"
+    threads_from = thread_policy.mark()
+    thread_policy.apply(settings.trainer.threads, thread_policy.CELL_START)
     started = time.perf_counter()
     try:
         pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -296,6 +299,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
         record.fail(f"{type(error).__name__}: {error}", traceback.format_exc(limit=8))
         log.error("cell failed: %s", record.error)
     record.seconds["total"] = round(time.perf_counter() - started, 2)
+    record.merge({"threads": thread_policy.cell_record(threads_from)})  # lands in details (record.py)
     if is_global_zero():
         if record.pretext_key is not None:  # every rank has read rank 0's decision: the downstream fit ran
             forget_shared(settings.cache_dir / "pretext", record.pretext_key)

@@ -4,6 +4,7 @@ Measured on 2 cores (`python -m benchmarks.threads`, README Performance): two pr
 each ran 7-9x slower per process than one alone (their OpenMP threads spin on each other's cores);
 OMP_WAIT_POLICY=PASSIVE recovered only part of that and slowed a process running alone by about 40%; one thread
 per process gave the highest total. So each of n cells gets cores // n threads, and the wait policy is left alone.
+That share is the cap of `trainer.threads=auto` in the cell (thread_policy.py): auto takes min(share, idle cores).
 """
 
 from __future__ import annotations
@@ -35,5 +36,8 @@ def share_cores(n_jobs: int) -> int:
     import torch
 
     torch.set_num_threads(threads)
+    from ssl_lightning.training import thread_policy
+
+    thread_policy.set_cap(threads, f"{n_jobs} cells at once share {usable_cores()} cores")
     log.info("%d cells at once on %d cores: %d torch thread(s) per cell", n_jobs, usable_cores(), threads)
     return threads

@@ -19,6 +19,7 @@ from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.errors import UserError
 from ssl_lightning.training.epoch_log import EpochLine, silence_lightning_tips, stdout_is_terminal
 from ssl_lightning.training.finite_guard import FiniteLossGuard
+from ssl_lightning.training.thread_policy import ThreadPolicyCallback
 
 log = logging.getLogger(__name__)
 # Our checkpoint folders also hold TensorBoard events and resumable state: expected, not worth a warning.
@@ -83,7 +84,8 @@ def build_trainer(settings: TrainerSettings, max_epochs: int, log_dir: Path, log
     """A Trainer for one stage. `max_steps` with `check_val_every_n_epoch=None` and an int `val_check_interval`
     validates every that many optimiser steps across epochs (cross-validated fine-tuning)."""
     logger = TensorBoardLogger(save_dir=str(log_dir), name="", version=log_name, default_hp_metric=False)
-    callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name)]
+    callbacks = [*callbacks, StageStartLog(log_name), FiniteLossGuard(log_name),
+                 ThreadPolicyCallback(settings.threads, log_name)]
     silence_lightning_tips()
     progress_bar = settings.enable_progress_bar and stdout_is_terminal()  # a bar only where someone watches it
     if not progress_bar:

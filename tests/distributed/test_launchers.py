@@ -45,6 +45,10 @@ def test_parallel_cells_train_the_shared_pretext_encoder_once(cli, tmp_path):
     cores = len(os.sched_getaffinity(0))
     assert all(f"2 cells at once on {cores} cores: {max(1, cores // 2)} torch thread(s) per cell" in log
                for log in logs)
+    # trainer.threads=auto within the share: min(share, idle cores), the share named as the bound (share 1: < 4 cores)
+    assert all(r["threads"]["policy"] == "auto" and 1 <= r["threads"]["threads"] <= max(1, cores // 2)
+               for r in results), [r["threads"] for r in results]
+    assert all("2 cells at once share" in r["threads"]["reason"] for r in results if cores < 4), results
     store = tmp_path / "cache" / "pretext"
     assert [p.name for p in store.iterdir() if p.is_dir()] == [results[0]["pretext_key"]]  # no .partial left
 
