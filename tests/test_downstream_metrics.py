@@ -56,7 +56,7 @@ def test_imbalanced_folder_cell_records_every_test_metric(cli_in_process, tmp_pa
     data_root = tmp_path / "tiles"
     _write_imbalanced_tree(data_root, {"benign": 60, "malignant": 24, "normal": 16})
     done = cli_in_process("+experiment=supervised", "data=imagefolder", f"data.root={data_root}", "data.image_size=12",
-                          "profile=smoke", "downstream.epochs=2")
+                          "profile=smoke", "downstream.epochs=2", "downstream.select=val")
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = results_files(tmp_path / "run")
     assert cell["monitor"] == "balanced_acc" and cell["selected_on"] == "best_val_balanced_acc"

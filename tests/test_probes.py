@@ -204,7 +204,6 @@ def test_frozen_probe_settings_and_their_defaults():
     (["downstream=linear", "downstream.penalty_grid=[0.1,-1]"], "downstream.penalty_grid=[0.1, -1] is invalid"),
     (["downstream=linear", "downstream.penalty_grid=[1e-200]"], "outside [1e-12, 1e+12]"),
     (["downstream=linear", "downstream.cv_folds=1"], "downstream.cv_folds=1"),
-    (["downstream.select=cv"], "downstream.select=cv is not available for downstream=finetune yet"),
     (["downstream=knn", "downstream.select=first"], "downstream.select='first' unknown"),
     (["downstream=linear", "+downstream.k=5"], "applies to downstream=knn only"),
     (["downstream=knn", "downstream.k=0"], "downstream.k=0"),

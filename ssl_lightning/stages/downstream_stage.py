@@ -46,7 +46,7 @@ from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
 from ssl_lightning.stages.downstream_data import downstream_data
 from ssl_lightning.stages.embeddings import save_test_embeddings
-from ssl_lightning.stages.finetune_cv import cross_validate, labelled_folds
+from ssl_lightning.stages.finetune_cv import cross_validate, eval_steps, labelled_folds
 from ssl_lightning.training.finite_guard import DivergenceError
 from ssl_lightning.training.resume_checkpoint import usable_resume
 from ssl_lightning.training.trainer_factory import build_trainer, prepare_module
@@ -102,7 +102,9 @@ class DownstreamOutcome:
         values.update(best_epoch=self.best_epoch, best_step=self.best_step, chosen_lr=self.chosen_lr,
                       probe_layer=self.probe_layer, diverged_candidates=list(self.diverged),
                       downstream_steps=self.steps, labeled_images_seen=self.labeled_images_seen,
-                      select=self.select, selection_note=self.selection_note, cv_folds=self.cv_folds)
+                      select=self.select, selection_note=self.selection_note, cv_folds=self.cv_folds,
+                      selection_score=self.validation.get("cv_score", self.validation.get(self.monitor)),
+                      selection_loss=self.validation.get("cv_loss"))
         return values
 
 
@@ -348,17 +350,24 @@ def _cross_validated_refit(settings: RunSettings, encoder: Encoder, images: Imag
     summary = folder / "fitted.json"
     if summary.is_file():
         done = json.loads(summary.read_text())
-        return [(Fitted(candidate, choice.score, done["validation"], Path(done["path"]), done["epoch"],
+        return [(Fitted(candidate, choice.score, dict(done["validation"]), Path(done["path"]), done["epoch"],
                         done["epochs"], done["steps"], done["labeled_images_seen"], choice.step), folder)], diverged
     module = _classifier(settings, encoder, images, candidate, schedule_steps=plan.max_steps)
+    # The refit is validated at the folds' check points when there are validation images: TensorBoard's downstream
+    # curves, not a choice (the step is fixed by the folds).
+    validate = selection.has_validation
     trainer = build_trainer(settings.trainer, -1, folder / "tb", "downstream",
-                            [AugmentStreams(settings.seed, settings.data.hed_jitter)], stage.limit_train_batches, 0,
-                            folder, check_val_every_n_epoch=None, max_steps=choice.step)
+                            [AugmentStreams(settings.seed, settings.data.hed_jitter)], stage.limit_train_batches,
+                            stage.limit_val_batches if validate else 0, folder, check_val_every_n_epoch=None,
+                            max_steps=choice.step, val_check_interval=eval_steps(plan) if validate else None)
     trainer.fit(module, datamodule=data)
     path = folder / "refit.ckpt"
     trainer.save_checkpoint(path, weights_only=True)
     seen = data.train_dataloader().sampler.positions_seen(epoch=0, batches=int(trainer.num_training_batches))
-    validation = {selection.monitor: choice.score, "cv_loss": choice.loss, "cv_folds": float(choice.folds)}
+    # best_val_* stay what they are for every protocol: the tested network on the validation split (none without)
+    validation = {metric: float(trainer.callback_metrics[validation_key(metric)]) for metric in METRICS
+                  if validate and validation_key(metric) in trainer.callback_metrics}
+    validation.update(cv_score=choice.score, cv_loss=choice.loss, cv_folds=float(choice.folds))
     fitted = Fitted(candidate, choice.score, validation, path, int(trainer.current_epoch) + 1,
                     int(trainer.current_epoch) + 1, int(trainer.global_step), len(seen), choice.step)
     if trainer.is_global_zero:
