@@ -66,11 +66,12 @@ def test_busy_machine_measures_the_passive_variant_in_its_own_process():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for method in ("rotation", "simclr"):
-        for state in ("idle", "busy"):
+        for state in ("idle", "busy", "busy nice 0"):
             figure = f"{method} {state}: default, OMP_WAIT_POLICY=PASSIVE"
             assert re.search(rf"^{re.escape(figure)}\s+img/s\s+{NUMBER}", done.stdout, re.MULTILINE), figure
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert rows[0] == "| policy | rotation idle | rotation busy | simclr idle | simclr busy |"
+    assert rows[0] == ("| policy | rotation idle | rotation busy | rotation busy nice 0 | simclr idle | simclr busy | "
+                       "simclr busy nice 0 |")
     names = [re.sub(r"default \(\d+ threads?\)", "default", row.split(" | ")[0].removeprefix("| "))
              for row in rows[1:]]
     assert names == ["default", "1 thread", "auto", "default, OMP_WAIT_POLICY=PASSIVE"]

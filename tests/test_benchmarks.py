@@ -25,10 +25,10 @@ EXPECTED = {
                       for path in ("", " (channels_last)")
                       for kind in ("real data path", "batch in memory", "real/in-memory")],
     "memory": ["cell max RSS", "cell wall time"],
-    "busy_machine": [f"{method} {state}: {policy}" for method in ("rotation", "simclr") for state in ("idle", "busy")
-                     for policy in ("default", "1 thread", "auto")]
+    "busy_machine": [f"{method} {state}: {policy}" for method in ("rotation", "simclr")
+                     for state in ("idle", "busy", "busy nice 0") for policy in ("default", "1 thread", "auto")]
                     + [f"{method} {ratio}" for method in ("rotation", "simclr")
-                       for ratio in ("busy: auto/1 thread", "idle: auto/default")],
+                       for ratio in ("busy: auto/1 thread", "busy nice 0: auto/1 thread", "idle: auto/default")],
 }
 NUMBER = r"(?:[\d,]+(?:\.\d+)?(?:e[-+]?\d+)?|nan)"
 

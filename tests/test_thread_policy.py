@@ -32,8 +32,8 @@ procs_running 3
 
 
 def test_proc_stat_per_core_idle_and_total_ticks():
-    assert parse_proc_stat(BEFORE) == {0: (500, 650), 1: (500, 750)}
-    assert parse_proc_stat(AFTER) == {0: (520, 670), 1: (500, 770)}  # guest (5) is inside user: not added
+    assert parse_proc_stat(BEFORE) == {0: (500, 0, 650), 1: (500, 0, 750)}
+    assert parse_proc_stat(AFTER) == {0: (520, 0, 670), 1: (500, 20, 770)}  # guest (5) is inside user: not added
 
 
 def test_idle_cores_count_only_the_usable_ones():
@@ -42,6 +42,8 @@ def test_idle_cores_count_only_the_usable_ones():
     assert idle_cores(before, after, {1}) == pytest.approx(0.0)  # affinity: only the busy core is ours
     assert idle_cores(before, after, {0, 7}) == pytest.approx(1.0)  # a core absent from the file is ignored
     assert idle_cores(before, before, {0, 1}) == pytest.approx(2.0)  # no ticks in between: idle
+    # a niced neighbour yields its core to a nice-0 cell: free when asked
+    assert idle_cores(before, after, {0, 1}, niced_is_free=True) == pytest.approx(2.0)
 
 
 def test_cgroup_quotas_as_cores():

@@ -14,30 +14,45 @@ SAMPLE_S = 0.15  # /proc/stat ticks at 100 Hz: 15 ticks per core, enough to tell
 PROC_STAT = Path("/proc/stat")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
-CpuTimes = dict[int, tuple[int, int]]  # core -> (idle ticks, all ticks)
+CpuTimes = dict[int, tuple[int, int, int]]  # core -> (idle ticks, niced ticks, all ticks)
 
 
 def parse_proc_stat(text: str) -> CpuTimes:
-    """Per-core (idle + iowait, total) ticks from /proc/stat text (the `cpuN ...` lines; guest time is already in
-    user time, so only the first 8 columns add up)."""
+    """Per-core (idle + iowait, nice, total) ticks from /proc/stat text (the `cpuN ...` lines; guest time is
+    already in user time, so only the first 8 columns add up)."""
     times: CpuTimes = {}
     for line in text.splitlines():
         name, _, rest = line.partition(" ")
         if not name.startswith("cpu") or not name[3:].isdigit():
             continue
         values = [int(v) for v in rest.split()[:8]]
-        times[int(name[3:])] = (values[3] + (values[4] if len(values) > 4 else 0), sum(values))
+        times[int(name[3:])] = (values[3] + (values[4] if len(values) > 4 else 0), values[1], sum(values))
     return times
 
 
-def idle_cores(before: CpuTimes, after: CpuTimes, cores: set[int]) -> float:
-    """Sum of the idle shares of `cores` between two samples (a core with no ticks in between counts idle)."""
+def idle_cores(before: CpuTimes, after: CpuTimes, cores: set[int], niced_is_free: bool = False) -> float:
+    """Sum of the idle shares of `cores` between two samples (a core with no ticks in between counts idle).
+
+    `niced_is_free`: time of niced processes (nice > 0) counts as free. Our process at nice 0 outweighs them in the
+    kernel's fair scheduler (nice 10 has about a tenth of nice 0's weight), so they hand their core over: measured
+    beside one busy loop (`python -m benchmarks.busy_machine`), two threads stayed ahead of one at nice 19 and
+    level at nice 10, while an equal-priority loop made two threads 2-3x slower than one."""
     total = 0.0
     for core in cores & before.keys() & after.keys():
         idle = after[core][0] - before[core][0]
-        ticks = after[core][1] - before[core][1]
-        total += idle / ticks if ticks > 0 else 1.0
+        if niced_is_free:
+            idle += after[core][1] - before[core][1]
+        ticks = after[core][2] - before[core][2]
+        total += min(1.0, idle / ticks) if ticks > 0 else 1.0
     return total
+
+
+def own_niceness() -> int:
+    """This process's nice value (0 for a normal process)."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        return 0
 
 
 def parse_cpu_max(text: str) -> float | None:
@@ -149,6 +164,7 @@ def sample_load(seconds: float = SAMPLE_S) -> Load | None:
     own, elapsed = own_cpu_seconds() - own_before, time.perf_counter() - started
     if second is None:
         return None
-    free = min(float(len(cores)), idle_cores(parse_proc_stat(first), parse_proc_stat(second), cores)
+    niced_is_free = own_niceness() <= 0  # a niced cell of ours would be on their side of the weights
+    free = min(float(len(cores)), idle_cores(parse_proc_stat(first), parse_proc_stat(second), cores, niced_is_free)
                + own / max(elapsed, 1e-6))
     return Load(len(cores), free, max(0.0, len(cores) - free))
