@@ -4,7 +4,8 @@ Each policy trains the pretext step of a cell (profile=cpu: compact encoder, bat
 grey images; batched augmentation, forward, backward, SGD step) on Fashion-MNIST, rotation and SimCLR, for a fixed
 number of steps after warm-up steps, and reports source images/s. "Busy" starts one niced busy loop (`nice 10`,
 `while True: pass`, started through `sh` so that it is no child of ours), as a neighbour's job would be, and always
-stops it; "busy nice 0" the same loop at our own priority (the case that made two threads 2-3x slower than one). Policies: torch's default thread count (2 on the 2-core machine), 1 thread, `trainer.threads=auto`
+stops it; "busy nice 0" the same loop at our own priority (the case that made two threads 2-3x slower than one).
+Policies: torch's default thread count (2 on the 2-core machine), 1 thread, `trainer.threads=auto`
 (ssl_lightning/training/thread_policy.py, sampled as at a cell start), and the default count with
 OMP_WAIT_POLICY=PASSIVE (needs a fresh process: OpenMP reads it when torch loads). Targets: beside the busy process
 auto >= 0.8x one thread (either neighbour); idle, auto >= 0.9x the default.
