@@ -106,7 +106,7 @@ class EpochLine(Callback):
         names = [n for n in order if n in metrics] + sorted(n for n in metrics if n not in order)
         rate = self._images / self._train_seconds if self._train_seconds > 0 else 0.0
         shown = " ".join(_format_metric(name, metrics[name]) for name in names) or "no metrics logged"
-        return (f"{self.stage} epoch {trainer.current_epoch + 1}/{_epochs(trainer)}: {shown} | "
+        return (f"{self.stage} epoch {trainer.current_epoch + 1}/{planned_epochs(trainer)}: {shown} | "
                 f"{rate:,.0f} img/s | {time.perf_counter() - self._stage_started:.1f} s")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -114,7 +114,7 @@ class EpochLine(Callback):
             log.info("%s", self.line(trainer))
 
 
-def _epochs(trainer: pl.Trainer) -> str:
+def planned_epochs(trainer: pl.Trainer) -> str:
     """max_epochs, or for a run bounded by max_steps (cross-validated fine-tuning) its epochs rounded up."""
     if trainer.max_epochs is not None and trainer.max_epochs > 0:
         return str(trainer.max_epochs)

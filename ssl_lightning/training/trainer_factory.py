@@ -17,13 +17,20 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ssl_lightning.config.settings import TrainerSettings
 from ssl_lightning.errors import UserError
-from ssl_lightning.training.epoch_log import EpochLine, silence_lightning_tips, stdout_is_terminal
+from ssl_lightning.training.epoch_log import (
+    EpochLine,
+    planned_epochs,
+    silence_lightning_tips,
+    stdout_is_terminal,
+)
 from ssl_lightning.training.finite_guard import FiniteLossGuard
 from ssl_lightning.training.thread_policy import ThreadPolicyCallback
 
 log = logging.getLogger(__name__)
 # Our checkpoint folders also hold TensorBoard events and resumable state: expected, not worth a warning.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# A few-label epoch is one step; our epoch lines log every epoch (on_epoch), so Lightning's step interval is moot.
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
 # Lightning's own use of a deprecated torch pytree API: nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -51,7 +58,7 @@ class StageStartLog(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            log.info("%s stage starts at epoch %d of %d", self.stage, trainer.current_epoch, trainer.max_epochs)
+            log.info("%s stage starts at epoch %d of %s", self.stage, trainer.current_epoch, planned_epochs(trainer))
 
 
 def check_accelerator(settings: TrainerSettings) -> None:
