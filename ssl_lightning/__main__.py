@@ -49,11 +49,14 @@ def main(cfg: DictConfig) -> None:
             return
         # A check only this cell's data can make (data loading, its label split): the cell fails alone, named, and
         # the sweep goes on; its folder keeps the log and a failed results.json for the report.
-        pipeline.record_refused_cell(cfg, run_dir, error)
         log.error("cell refused: %s", error)
         name = sweep_status.cell_name(list(HydraConfig.get().overrides.task), HydraConfig.get().job.get("num"))
-        print(f"error: {name} failed: {' '.join(str(error).split())}; the sweep goes on "
-              f"(log: {run_dir / 'ssl_lightning.log'})", file=sys.stderr, flush=True)
+        line = f"{name} failed: {' '.join(str(error).split())}"
+        try:
+            pipeline.record_refused_cell(cfg, run_dir, error)
+        except (UserError, OSError) as unrecorded:  # e.g. a full disk: the sweep's exit code must still say so
+            sweep_status.failed_cells.append(f"{line} (not recorded: {unrecorded})")
+        print(f"error: {line}; the sweep goes on (log: {run_dir / 'ssl_lightning.log'})", file=sys.stderr, flush=True)
         return
     except OSError as error:  # e.g. a full disk while results are written: one line, not a traceback
         print(failure_line(f"{type(error).__name__}: {error}", run_dir), file=sys.stderr, flush=True)
