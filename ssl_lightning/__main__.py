@@ -44,7 +44,19 @@ def main(cfg: DictConfig) -> None:
     try:
         results = pipeline.run(cfg, run_dir)
     except UserError as error:
-        exit_with_user_error(error, run_dir)
+        if single:
+            exit_with_user_error(error, run_dir)  # nothing of this run left behind
+            return
+        # A check only this cell's data can make (data loading, its label split): the cell fails alone, named, and
+        # the sweep goes on; its folder keeps the log and a failed results.json for the report.
+        log.error("cell refused: %s", error)
+        name = sweep_status.cell_name(list(HydraConfig.get().overrides.task), HydraConfig.get().job.get("num"))
+        line = f"{name} failed: {' '.join(str(error).split())}"
+        try:
+            pipeline.record_refused_cell(cfg, run_dir, error)
+        except (UserError, OSError) as unrecorded:  # e.g. a full disk: the sweep's exit code must still say so
+            sweep_status.failed_cells.append(f"{line} (not recorded: {unrecorded})")
+        print(f"error: {line}; the sweep goes on (log: {run_dir / 'ssl_lightning.log'})", file=sys.stderr, flush=True)
         return
     except OSError as error:  # e.g. a full disk while results are written: one line, not a traceback
         print(failure_line(f"{type(error).__name__}: {error}", run_dir), file=sys.stderr, flush=True)
@@ -95,6 +107,7 @@ def entry(argv: list[str] | None = None) -> None:
         exit_with_user_error(error, None)
         return
     sys.argv = [program, *checked]
+    sweep_status.remember_cells(checked)
     # Inherited by the ranks Lightning re-launches (they run the sweep again): one sweep folder for all ranks.
     os.environ.setdefault("SSL_LIGHTNING_STARTED", time.strftime("%Y-%m-%d_%H-%M-%S"))
     sweep_status.failed_cells.clear()

@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for problem in collection.problems:
         print(f"warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    if collection.missing:
+        print(f"warning: {len(collection.missing)} expected run(s) have no results.json (killed, still running or "
+              f"never started), listed under 'Missing' in the tables; first: {collection.missing[0].what}",
+              file=sys.stderr)
+    for note in collection.missing_notes:
+        print(f"warning: {note}", file=sys.stderr)
     tables = build_tables(cells)
     comparisons = build_comparisons(cells, args.margin)
     comparisons_text = render_comparisons(comparisons, ambiguous_baselines(cells))
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     write_comparisons_csv(comparisons, out_dir / "comparisons.csv")
     (out_dir / "results.md").write_text(render_markdown(collection, tables, figures, comparisons_text, comparisons)
                                          + "\n")
-    print(render_tables(tables, root, comparisons))
+    print(render_tables(tables, root, comparisons, collection.missing))
     if comparisons_text:
         print(comparisons_text)
     print(f"wrote results.md, results.csv, results_runs.csv, comparisons.csv and {len(figures)} figure(s) to {out_dir}")

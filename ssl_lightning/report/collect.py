@@ -16,6 +16,7 @@ from ssl_lightning.report import columns, configs
 from ssl_lightning.report.budget import Budget, budget_of
 from ssl_lightning.report.folds import pool_folds
 from ssl_lightning.report.metric_choice import declared
+from ssl_lightning.report.missing import Missing, find_missing
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class Collection:
     root: Path
     runs: list[Run]
     problems: list[Problem]
+    missing: list[Missing] = field(default_factory=list)  # expected runs without results.json (missing.py)
+    missing_notes: list[str] = field(default_factory=list)  # what could not be checked for missing runs
 
 
 def _number(value: Any) -> float | None:
@@ -201,7 +204,8 @@ def split_configurations(runs: list[Run]) -> list[Run]:
 
 def collect(root: Path) -> Collection:
     """All runs below root, sorted by path, the test-fold runs of one seed and split pooled into one run
-    (folds.py). UserError when there is nothing usable to report."""
+    (folds.py), and the expected runs that have no results.json (missing.py). UserError when there is nothing
+    usable to report."""
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give a multirun or outputs folder that holds results.json files")
     paths = sorted(root.rglob("results.json"))
@@ -229,4 +233,6 @@ def collect(root: Path) -> Collection:
     if not runs:
         raise UserError(f"none of the {len(paths)} results.json files below {root} could be used "
                         f"(first: {problems[0].path}: {problems[0].reason})")
-    return Collection(root=root, runs=split_configurations(pool_folds(runs)), problems=problems)
+    missing, notes = find_missing(root, paths)
+    return Collection(root=root, runs=split_configurations(pool_folds(runs)), problems=problems, missing=missing,
+                      missing_notes=notes)

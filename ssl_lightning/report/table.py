@@ -13,6 +13,7 @@ from ssl_lightning.report.collect import Collection
 from ssl_lightning.report.columns import CEILING, FLOOR, RANDOM_ENCODER, display
 from ssl_lightning.report.metric_choice import spec_for_key
 from ssl_lightning.report.metric_choice import words_for_key as metric_words
+from ssl_lightning.report.missing import Missing
 from ssl_lightning.report.paragraph import verdict_paragraph
 
 if TYPE_CHECKING:
@@ -128,9 +129,13 @@ def repeat_lines(table: Table) -> list[str]:
             "averaged more than once" for cell in table.cells if cell.repeated_seeds]
 
 
-def render_tables(tables: list[Table], root: Path, comparisons: Sequence[Comparison] = ()) -> str:
-    """Each table under its heading, its failed runs listed below it; it ends with the verdict paragraph of its
-    comparisons (both baselines), when it has any."""
+MISSING = "Missing (no results.json: killed, still running or never started; not in n):"
+
+
+def render_tables(tables: list[Table], root: Path, comparisons: Sequence[Comparison] = (),
+                  missing: Sequence[Missing] = ()) -> str:
+    """Each table under its heading, its failed and missing runs listed below it; it ends with the verdict paragraph
+    of its comparisons (both baselines), when it has any. Missing runs of no table close the text."""
     parts = []
     for table in tables:
         parts += [f"## {table.heading}", "", f"Shown: {metric_words(table.metric_key)} (`{table.metric_key}`), "
@@ -138,6 +143,9 @@ def render_tables(tables: list[Table], root: Path, comparisons: Sequence[Compari
         failed = failed_lines(table, root)
         if failed:
             parts += ["Failed runs:", "", *failed, ""]
+        lacking = [f"- {item.what}" for item in missing if (item.data, item.protocol) == (table.data, table.protocol)]
+        if lacking:
+            parts += [MISSING, "", *lacking, ""]
         if RANDOM_ENCODER in table.columns:
             parts += [random_encoder_note(table.protocol), ""]
         bounds = bounds_note(table)
@@ -151,6 +159,12 @@ def render_tables(tables: list[Table], root: Path, comparisons: Sequence[Compari
                                       if (c.method.data, c.method.protocol) == (table.data, table.protocol)])
         if verdicts:
             parts += [verdicts, ""]
+    shown = {(table.data, table.protocol) for table in tables}
+    elsewhere = [item for item in missing if (item.data, item.protocol) not in shown]
+    if elsewhere:
+        parts += ["## Missing runs of no table above", "", MISSING, "",
+                  *(f"- {item.what}" + ("" if item.data is None else f" ({item.data}, {item.protocol})")
+                    for item in elsewhere), ""]
     return "\n".join(parts)
 
 
@@ -168,7 +182,7 @@ def render_markdown(collection: Collection, tables: list[Table], figures: list[P
         "`results_runs.csv`; per cell with standard deviations and intervals: `results.csv`.",
         "",
     ]
-    parts = [*intro, render_tables(tables, collection.root, compared)]
+    parts = [*intro, render_tables(tables, collection.root, compared, collection.missing)]
     if comparisons:
         parts.append(comparisons)
     if collection.problems:

@@ -38,6 +38,7 @@ from ssl_lightning.data.pretext_sources import (
     to_channels,
 )
 from ssl_lightning.data.stain import check_stain_channels
+from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.fixmatch import fixmatch_results
 from ssl_lightning.methods import registry
 from ssl_lightning.methods.registry import FIXMATCH, RAW_PIXELS
@@ -201,6 +202,28 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return _in_turn([(f"test fold {cell.settings.data.test_fold} of data.test_folds={settings.data.test_folds}",
                       partial(_run_splits, cell, test_folds.fold_folder(run_dir, cell.settings.data.test_fold)))
                      for cell in prepare_folds(settings)])
+
+
+def record_refused_cell(cfg: DictConfig, run_dir: Path, error: UserError) -> dict[str, Any]:
+    """A sweep cell refused by a check only its data can make (data loading, the label split, the test folds):
+    recorded as a failed cell in its results.json, so that the sweep goes on and the report marks it. Its
+    settings passed the sweep's preflight (cli/preflight.py), so they are read here without a new check."""
+    settings = _settings(cfg)
+    data = settings.data
+    record = RunRecord(
+        status="failed", experiment=settings.experiment, data=data.name, fraction=data.fraction,
+        seed=settings.seed, split_seed=data.split_seed, protocol=settings.downstream.protocol,
+        backbone=settings.backbone.name, labeled_per_class=None, num_labeled=None, num_val=None, num_val_pool=None,
+        num_test=None, classes=None, subset_file=None, val_seed=data.validation_seed,
+        labels_per_class=data.labels_per_class, labeled_share_per_class=None, group_by=data.group_by,
+        num_groups=None, git_commit=git_commit(), config=settings.config, seconds={}, epochs={}, pretext_key=None,
+        pretext_reused=False, init=settings.backbone.init, pretext_data=None, encoder=None,
+        solver=settings.downstream.solver)
+    record.status, record.error = "failed", f"{type(error).__name__}: {' '.join(str(error).split())}"
+    record.merge({"refused_before_training": True})
+    if is_global_zero():
+        write_results(run_dir, record)
+    return record.to_json()
 
 
 def _run_splits(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
