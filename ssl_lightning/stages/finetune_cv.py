@@ -8,7 +8,8 @@ candidates once. Each fold run trains the full step plan of the whole labelled s
 validation checks, `eval_steps` apart, no early stopping) so that the fold curves line up step for step; the mean
 monitored metric over the folds picks (candidate, step), ties going to the lower mean held-out loss, then to the
 earlier step and candidate. The refit follows the same learning-rate schedule (its length is the full plan's) and
-stops at the chosen step.
+stops at the chosen step. FixMatch's folds keep the whole unlabelled pool, the held-out fold's images included (as
+unlabelled images, as in the refit): the held-out score only ranks candidates and is never reported as a result.
 """
 
 from __future__ import annotations
