@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
+from ssl_lightning.data import load_dataset
+from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.manifest import read_manifest
+from ssl_lightning.errors import UserError
 from ssl_lightning.export.encoders import main as export_main
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
+from tests.data.patient_tree import write_patient_tree
+from tests.data.test_manifest import tree_rows, write_csv
 
 KEY = "0123456789abcdef"
 
@@ -48,3 +55,46 @@ def test_frozen_probe_runs_export_their_encoder_and_do_not_block_a_sweep(tmp_pat
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: nothing exported: "), lines
     assert "frozen-probe run (linear)" in lines[0] and "no encoder" in lines[0]
+
+
+# ---------------------------------------------------------------- manifests
+
+def test_a_folder_as_manifest_is_called_a_folder(tmp_path):
+    with pytest.raises(UserError, match=r"is a folder; give the CSV file itself .*data=imagefolder"):
+        read_manifest(tmp_path)
+
+
+def test_folder_levels_of_absolute_manifest_paths_count_below_the_common_folder(tmp_path):
+    root = tmp_path / "tiles"
+    owner = write_patient_tree(root, {"benign": [3, 3, 3], "malignant": [3, 3, 3]}, magnifications=("x40",))
+    rows = tree_rows(root, owner)
+    absolute = write_csv(tmp_path / "abs.csv", ["path", "label"], [[str(root / r[0]), r[1]] for r in rows])
+    relative = write_csv(root / "rel.csv", ["path", "label"], [r[:2] for r in rows])
+    for csv_path in (absolute, relative):
+        images = load_dataset(DataConfig(name="manifest", manifest=str(csv_path), group_by="folder:2"))
+        assert set(images.train_groups) | set(images.test_groups) == set(owner)  # not everything under "/"
+        assert not set(images.train_groups) & set(images.test_groups)
+    with pytest.raises(UserError, match=r"folder:4: .* has only 3 folder level\(s\) below .*tiles, the folder that "
+                                        r"holds every listed file"):
+        load_dataset(DataConfig(name="manifest", manifest=str(absolute), group_by="folder:4"))
+
+
+def test_labels_differing_only_in_case_are_named(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"x")
+    csv_path = write_csv(tmp_path / "m.csv", ["path", "label"], [["a.png", "benign"], ["b.png", "Benign"],
+                                                                  ["c.png", "tumour"]])
+    with pytest.raises(UserError, match=r"labels 'benign' \(row 2\) and 'Benign' \(row 3\) differ only in case"):
+        read_manifest(csv_path)
+
+
+@pytest.mark.parametrize("content", [b"path,label\na\x00b.png,x\n", b"path,label\x00\na.png,x\n",
+                                     b"path,label\na.png,x\x1b[31m\n"])
+def test_control_bytes_of_a_csv_are_escaped_never_echoed(tmp_path, content):
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_bytes(content)
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(UserError) as caught:
+        read_manifest(csv_path)
+    message = str(caught.value)
+    assert message.isprintable() and ("\\x00" in message or "\\x1b" in message), message
