@@ -5,19 +5,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.fractions import make_label_split
 from ssl_lightning.data.manifest import read_manifest
 from ssl_lightning.errors import UserError
 from ssl_lightning.export.encoders import main as export_main
 from ssl_lightning.models.backbones import BackboneConfig, build_encoder
+from ssl_lightning.stages import pipeline
 from tests.data.patient_tree import write_patient_tree
 from tests.data.test_manifest import tree_rows, write_csv
+from tests.data.writers import write_png
 
 KEY = "0123456789abcdef"
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _prepare(tmp_path: Path, *overrides: str) -> pipeline.PreparedCell:
+    """Everything a cell checks before it writes anything, in this process."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["profile=smoke", f"paths.cache={tmp_path / 'cache'}", *overrides])
+    return pipeline.prepare(cfg)
 
 
 # ---------------------------------------------------------------- export of frozen-probe runs
@@ -98,3 +111,23 @@ def test_control_bytes_of_a_csv_are_escaped_never_echoed(tmp_path, content):
         read_manifest(csv_path)
     message = str(caught.value)
     assert message.isprintable() and ("\\x00" in message or "\\x1b" in message), message
+
+
+def test_a_split_too_small_for_validation_says_so_not_give_val_split(tmp_path):
+    split = make_label_split(np.array([0, 1, 2]), 1.0, 0, 0.1)
+    assert len(split.val) == 0 and "data.val_split=0.1 carved no validation image" in split.val_shortfall
+    assert make_label_split(np.array([0, 0, 1, 1]), 1.0, 0, 0.1).val_shortfall is None
+    assert make_label_split(np.array([0, 1]), 1.0, 0, 0.0).val_shortfall is None  # asked for none
+
+    rows = []
+    for label, colour in (("a", 10), ("b", 200)):
+        for split_name in ("train", "test"):
+            image = tmp_path / f"{label}_{split_name}.png"
+            write_png(image, (colour, colour, colour), size=8)
+            rows.append([image.name, label, split_name])
+    tiny = write_csv(tmp_path / "tiny_split.csv", ["path", "label", "split"], rows)
+    with pytest.raises(UserError) as caught:
+        _prepare(tmp_path, "+experiment=raw_pixels", "downstream=linear", "data=manifest", f"data.manifest={tiny}")
+    message = str(caught.value)
+    assert "data.val_split=0.1 carved no validation image" in message and "at least 2 per class" in message
+    assert "give data.val_split>0" not in message

@@ -29,6 +29,7 @@ class LabelSplit:
     val: np.ndarray  # the validation pool, carved once per validation seed, disjoint from pool and test
     selection: np.ndarray | None = None  # the part of `val` this budget selects checkpoints on (None: all)
     candidates: np.ndarray | None = None  # what the budget was drawn from when not the pool (data.balance)
+    val_shortfall: str | None = None  # why a positive data.val_split carved no validation image (None: it did)
 
     @property
     def selection_val(self) -> np.ndarray:
@@ -47,6 +48,22 @@ class LabelSplit:
         took = np.bincount(labels[self.labeled], minlength=len(classes))
         return {name: round(float(t) / float(h), 4) if h else 0.0
                 for name, t, h in zip(classes, took, have, strict=True)}
+
+
+def validation_shortfall(labels: np.ndarray, val_split: float, val: np.ndarray) -> str | None:
+    """Why data.val_split>0 carved no validation image: every class keeps one training image, and none has a
+    second to spare (a message saying "give data.val_split>0" when it is 0.1 said nothing)."""
+    if not val_split > 0 or len(val) or not len(labels):
+        return None
+    largest = int(np.bincount(np.asarray(labels, dtype=np.int64)).max())
+    return (f"data.val_split={val_split:g} carved no validation image: every class keeps one training image and "
+            f"the largest has {largest}, none to spare; add training images (at least 2 per class)")
+
+
+def no_validation_fix(split: LabelSplit, otherwise: str = "give data.val_split>0 or more labels") -> str:
+    """The end of a "no validation images" refusal: what actually removed them when the split knows, else
+    `otherwise`."""
+    return split.val_shortfall or otherwise
 
 
 def _index(labels: np.ndarray, groups: GroupsLike) -> GroupIndex:
@@ -187,4 +204,5 @@ def make_label_split(labels: np.ndarray, fraction: float, split_seed: int, val_s
     if val_per_label is not None and len(val):
         selection = validation_subset(labels, val, labeled, val_per_label, split_seed, index)
     return LabelSplit(labeled=labeled, pool=pool, val=val, selection=selection,
-                      candidates=candidates if balance else None)
+                      candidates=candidates if balance else None,
+                      val_shortfall=validation_shortfall(labels, val_split, val))

@@ -124,7 +124,7 @@ def _checked_split(settings: RunSettings, images: ImageSet) -> LabelSplit:
     split = make_label_split(images.train_labels.numpy(), data.fraction, data.split_seed, data.val_split,
                              images.classes, data.val_per_label, data.balance, groups=images.train_groups,
                              val_seed=data.validation_seed, labels_per_class=data.labels_per_class)
-    check_validation_images(settings.downstream, len(split.selection_val))
+    check_validation_images(settings.downstream, len(split.selection_val), split.val_shortfall)
     if uses_frozen_stage(settings.downstream):  # select=cv/auto/last resolved for this split, or one-line refusal
         plan_selection(settings, images.train_labels.numpy(), images.train_groups, split)
     check_group_leakage(images, split.labeled, split.val, split.pool)
