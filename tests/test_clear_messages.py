@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from ssl_lightning.config.validation import MAX_SEED, problems
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.fractions import make_label_split
@@ -131,3 +132,21 @@ def test_a_split_too_small_for_validation_says_so_not_give_val_split(tmp_path):
     message = str(caught.value)
     assert "data.val_split=0.1 carved no validation image" in message and "at least 2 per class" in message
     assert "give data.val_split>0" not in message
+
+
+# ---------------------------------------------------------------- config values
+
+def test_hed_jitter_that_is_no_number_names_the_key(tmp_path):
+    with pytest.raises(UserError, match=r"^data.hed_jitter=abc is invalid: use a number in \[0, 1\)"):
+        _prepare(tmp_path, "+experiment=supervised", "data=synthetic", "data.hed_jitter=abc")
+
+
+def test_split_seeds_stop_where_split_seed_stops():
+    assert problems({"data": {"split_seed": MAX_SEED, "split_seeds": [0, MAX_SEED]}}) == []
+    for seeds in ([0, 2**64], [MAX_SEED + 1], [-1], []):
+        assert problems({"data": {"split_seeds": seeds}}) == [
+            f"data.split_seeds={seeds} is invalid: use a non-empty list of whole numbers in [0, {MAX_SEED}] (as "
+            "data.split_seed), e.g. [0,1,2], or null"]
+    assert problems({"data": {"split_seed": 2**64}})[0].startswith("data.split_seed=18446744073709551616 is invalid")
+    with pytest.raises(UserError, match=rf"whole numbers in \[0, {MAX_SEED}\]"):
+        DataConfig.from_mapping({"split_seeds": [0, 2**64], "val_seed": 0})
