@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from ssl_lightning.atomic import write_json
 from ssl_lightning.config.validation import MAX_SEED, problems
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data.config import DataConfig
@@ -150,3 +151,29 @@ def test_split_seeds_stop_where_split_seed_stops():
     assert problems({"data": {"split_seed": 2**64}})[0].startswith("data.split_seed=18446744073709551616 is invalid")
     with pytest.raises(UserError, match=rf"whole numbers in \[0, {MAX_SEED}\]"):
         DataConfig.from_mapping({"split_seeds": [0, 2**64], "val_seed": 0})
+
+
+# ---------------------------------------------------------------- strict results.json
+
+def _forbid(constant: str):
+    raise AssertionError(f"bare {constant} in a JSON file")
+
+
+def test_results_json_is_strict_json_and_the_report_reads_null_as_missing(tmp_path):
+    from ssl_lightning.report.collect import collect
+
+    run = tmp_path / "sweep" / "0"
+    write_json(run / "results.json", {
+        "status": "ok", "experiment": "supervised", "data": "synthetic", "fraction": 0.1, "seed": 0,
+        "protocol": "linear", "test_acc": 0.25, "test_loss": float("nan"), "best_val_loss": np.float32("inf"),
+        "test_balanced_acc": float("-inf"), "per_class_acc": [0.5, float("nan")], "ok_value": np.float64(0.5),
+        "count": np.int64(3)})
+    text = (run / "results.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    values = json.loads(text, parse_constant=_forbid)
+    assert values["test_loss"] is None and values["best_val_loss"] is None and values["test_balanced_acc"] is None
+    assert values["per_class_acc"] == [0.5, None] and values["ok_value"] == 0.5 and values["count"] == 3
+
+    [read] = collect(tmp_path / "sweep").runs
+    assert read.ok and read.test_acc == 0.25 and read.test_loss is None
+    assert "test_balanced_acc" not in read.metrics
