@@ -177,3 +177,30 @@ def test_results_json_is_strict_json_and_the_report_reads_null_as_missing(tmp_pa
     [read] = collect(tmp_path / "sweep").runs
     assert read.ok and read.test_acc == 0.25 and read.test_loss is None
     assert "test_balanced_acc" not in read.metrics
+
+
+# ---------------------------------------------------------------- report --metric on ungrouped runs
+
+def _results(folder: Path, data: str, group_by: str) -> None:
+    write_json(folder / "results.json", {
+        "status": "ok", "experiment": "supervised", "data": data, "fraction": 0.1, "seed": 0, "protocol": "linear",
+        "test_acc": 0.5, "test_balanced_acc": 0.5, "config": {"data": {"name": data, "group_by": group_by}}})
+
+
+def test_a_group_metric_on_runs_without_groups_says_they_have_no_groups(tmp_path):
+    from ssl_lightning.report.collect import collect
+    from ssl_lightning.report.metric_choice import require
+
+    _results(tmp_path / "a" / "0", "synthetic", "auto")
+    _results(tmp_path / "a" / "1", "manifest", "none")
+    runs = collect(tmp_path / "a").runs
+    with pytest.raises(UserError) as caught:
+        require("group_acc", runs)
+    message = str(caught.value)
+    assert message.startswith("--metric group_acc: 2 of 2 successful run(s) have no patient groups (first: ")
+    assert "data=synthetic, data.group_by=auto" in message and "older runs" not in message
+    require("balanced_acc", runs)  # recorded: no complaint
+
+    _results(tmp_path / "b" / "0", "manifest", "auto")  # grouped data in principle, but no group metric recorded
+    with pytest.raises(UserError, match=r"one image per group .* or they predate patient-level metrics"):
+        require("group_balanced_acc", collect(tmp_path / "b").runs)
