@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +207,28 @@ def test_a_group_metric_on_runs_without_groups_says_they_have_no_groups(tmp_path
     _results(tmp_path / "b" / "0", "manifest", "auto")  # grouped data in principle, but no group metric recorded
     with pytest.raises(UserError, match=r"one image per group .* or they predate patient-level metrics"):
         require("group_balanced_acc", collect(tmp_path / "b").runs)
+
+
+# ---------------------------------------------------------------- one line from report and export
+
+@pytest.mark.parametrize("module", ["report", "export"])
+def test_usage_errors_are_one_line(module, capsys):
+    from ssl_lightning.export.encoders import main as export
+    from ssl_lightning.report.__main__ import main as report
+
+    with pytest.raises(SystemExit) as stopped:
+        {"report": report, "export": export}[module](["somewhere", "--bogus"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and "--bogus" in lines[0] and "--help" in lines[0]
+
+
+def test_matplotlib_says_nothing_at_import_with_an_unwritable_home(tmp_path):
+    """The report's figures import matplotlib; with no writable home it used to log three lines to stderr."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env.update(HOME="/proc/no-home", PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", "import ssl_lightning.report.figures, matplotlib; "
+                           "print(matplotlib.get_configdir())"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "/proc/no-home" not in done.stdout  # matplotlib did fall back to a temporary folder: the case at hand

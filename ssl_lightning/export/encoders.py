@@ -19,7 +19,6 @@ Keys have no `body.` prefix: a ResNet encoder loads into `torchvision.models.res
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 
 from ssl_lightning.atomic import write_json, write_torch
-from ssl_lightning.errors import UserError
+from ssl_lightning.errors import OneLineParser, UserError
 from ssl_lightning.probes.config import is_frozen
 
 STORE_KEY = re.compile(r"^[0-9a-f]{16}$")
@@ -297,7 +296,7 @@ def export(source: str, out: Path | None, cache: Path, encoder_only: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ssl_lightning.export",
+    parser = OneLineParser(prog="python -m ssl_lightning.export",
                                      description="Write each encoder as a plain state dict with a JSON card.")
     parser.add_argument("source", help="a run folder, a sweep folder, or a pretext store key")
     parser.add_argument("--out", type=Path, default=None,
