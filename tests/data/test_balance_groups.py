@@ -3,6 +3,8 @@ balanced first, then tiles cut inside the labelled patients), and records what i
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ssl_lightning.data import load_dataset
@@ -54,3 +56,17 @@ def test_the_cut_spreads_over_patients_and_is_seeded():
     assert cut_to_smallest(labels, np.arange(14), seed=0, groups=groups)[0].tolist() == kept.tolist()
     without_groups = cut_to_smallest(labels, np.arange(14), seed=0)
     assert np.bincount(labels[without_groups[0]]).tolist() == [4, 4]
+
+
+def test_a_balanced_cell_records_what_it_cut(cli_in_process, tmp_path):
+    write_patient_tree(tmp_path / "tree", TILES, magnifications=("x40",), size=4)
+    done = cli_in_process("+experiment=raw_pixels", "downstream=knn", "profile=smoke", "data=imagefolder",
+                          f"data.root={tmp_path / 'tree'}", "data.balance=true", "data.fraction=0.5",
+                          "data.image_size=8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    subset = json.loads((tmp_path / "run" / "subset.json").read_text())
+    assert set(results["labeled_per_class"].values()) == {results["balanced_to"]}
+    assert results["balance_dropped"] == sum(results["balance_dropped_per_class"].values()) > 0
+    assert len(subset["balance_dropped_indices"]) == results["balance_dropped"]
+    assert not set(subset["balance_dropped_indices"]) & set(subset["labeled_indices"] + subset["val_indices"])
