@@ -53,7 +53,7 @@ def test_several_splits_in_one_cell_equal_one_cell_per_split(tmp_path):
     (["downstream=finetune", "data.split_seeds=[0,1]"], "not downstream=finetune"),
     (["downstream.solver=sgd", "data.split_seeds=[0,1]"], "solver=sgd"),
     (["data.split_seeds=[0,0]"], "repeats a seed"),
-    (["data.split_seeds=[0,-1]"], "whole numbers >= 0"),
+    (["data.split_seeds=[0,-1]"], "whole numbers in [0, 4294967295]"),
     (["data.split_seeds=[]"], "non-empty"),
 ])
 def test_split_seeds_where_they_cannot_apply_are_one_line(tmp_path, overrides, message):

@@ -56,6 +56,12 @@ def number_in(low: float | None = None, high: float | None = None, low_open: boo
     return check
 
 
+def seed_list(value: Any) -> bool:
+    """data.split_seeds: a non-empty list of seeds, each in data.split_seed's range."""
+    return (isinstance(value, list | tuple) and bool(value)
+            and all(int_at_least(0, MAX_SEED)(item) for item in value))
+
+
 def batch_limit(value: Any) -> bool:
     """Lightning's limit_*_batches: a share of the batches in (0, 1] or a whole number of batches >= 1."""
     number = _number(value)
@@ -96,6 +102,14 @@ RULES: tuple[Rule, ...] = (
     Rule("data.val_split", number_in(0, 1, high_open=True), "a number in [0, 1), e.g. 0.1"),
     Rule("data.test_split", number_in(0, 1, low_open=True, high_open=True), "a number in (0, 1), e.g. 0.2"),
     Rule("data.image_size", int_at_least(8), "a whole number >= 8 (pixels) or null", optional=True),
+    Rule("data.split_seeds", seed_list, f"a non-empty list of whole numbers in [0, {MAX_SEED}] (as data.split_seed), "
+         "e.g. [0,1,2], or null", optional=True),
+    Rule("data.hed_jitter", number_in(0, 1, high_open=True), "a number in [0, 1): 0 (off), 0.05 (light) or 0.2 "
+         "(strong)"),
+    Rule("data.val_per_label", number_in(0, low_open=True), "a number > 0, e.g. 0.2, or null (the whole pool)",
+         optional=True),
+    Rule("data.eval_batch_pixels", int_at_least(1), "a whole number of pixels >= 1 or null (no cap)", optional=True),
+    Rule("data.decode_workers", int_at_least(1), "a whole number >= 1 or null (all cores)", optional=True),
     Rule("data.num_classes", int_at_least(2), "a whole number >= 2"),
     Rule("data.channels", lambda v: _integer(v) in (1, 3), "1 or 3"),
     Rule("*max_image_pixels", int_at_least(1), "a whole number of pixels >= 1 or null (Pillow's limit)",

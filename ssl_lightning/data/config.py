@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ssl_lightning.config.validation import MAX_SEED
 from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
 
@@ -80,8 +81,9 @@ class DataConfig:
             return
         example = "e.g. data.split_seeds=[0,1,2,3,4,5,6,7,8,9]"
         if (not isinstance(seeds, tuple) or not seeds
-                or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-            raise UserError(f"data.split_seeds={seeds} must be a non-empty list of whole numbers >= 0 ({example}) "
+                or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds)):
+            raise UserError(f"data.split_seeds={list(seeds) if isinstance(seeds, tuple) else seeds} must be a "
+                            f"non-empty list of whole numbers in [0, {MAX_SEED}] like data.split_seed ({example}) "
                             "or null")
         if len(set(seeds)) != len(seeds):
             raise UserError(f"data.split_seeds={list(seeds)} repeats a seed; each label split is one run, list each "

@@ -5,7 +5,11 @@ label budget takes a prefix of that permutation, so the 5% subset lies inside th
 50% and 100%, and 5 labels per class lie inside 10. The validation pool is carved with its own seed
 (`data.val_seed`, default `seed`): sweeping the split seed then leaves the pretext pool, and so the pretext
 encoder, unchanged. With groups (patients), a budget takes whole groups until it covers at least its share of
-every class's images; `labeled_share_per_class` records the share reached.
+every class's images; `labeled_share_per_class` records the share reached. `data.balance` on grouped data balances
+whole patients first, then cuts tiles inside the labelled patients until every class has as many labelled images as
+the smallest (`cut_to_smallest`): whole patients alone left 90/60/40-tile classes at 23/15/10 labels. The labelled
+patients stay nested across budgets; their kept tiles need not be (a larger budget spreads its count over more
+patients). Without groups the balanced counts are equal already and nothing is cut.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class LabelSplit:
     val: np.ndarray  # the validation pool, carved once per validation seed, disjoint from pool and test
     selection: np.ndarray | None = None  # the part of `val` this budget selects checkpoints on (None: all)
     candidates: np.ndarray | None = None  # what the budget was drawn from when not the pool (data.balance)
+    val_shortfall: str | None = None  # why a positive data.val_split carved no validation image (None: it did)
+    balanced_to: int | None = None  # data.balance: labelled images of every class (None: not balanced)
+    balance_dropped: np.ndarray | None = None  # data.balance: labelled patients' tiles cut to reach it (unlabelled)
 
     @property
     def selection_val(self) -> np.ndarray:
@@ -47,6 +54,22 @@ class LabelSplit:
         took = np.bincount(labels[self.labeled], minlength=len(classes))
         return {name: round(float(t) / float(h), 4) if h else 0.0
                 for name, t, h in zip(classes, took, have, strict=True)}
+
+
+def validation_shortfall(labels: np.ndarray, val_split: float, val: np.ndarray) -> str | None:
+    """Why data.val_split>0 carved no validation image: every class keeps one training image, and none has a
+    second to spare (a message saying "give data.val_split>0" when it is 0.1 said nothing)."""
+    if not val_split > 0 or len(val) or not len(labels):
+        return None
+    largest = int(np.bincount(np.asarray(labels, dtype=np.int64)).max())
+    return (f"data.val_split={val_split:g} carved no validation image: every class keeps one training image and "
+            f"the largest has {largest}, none to spare; add training images (at least 2 per class)")
+
+
+def no_validation_fix(split: LabelSplit, otherwise: str = "give data.val_split>0 or more labels") -> str:
+    """The end of a "no validation images" refusal: what actually removed them when the split knows, else
+    `otherwise`."""
+    return split.val_shortfall or otherwise
 
 
 def _index(labels: np.ndarray, groups: GroupsLike) -> GroupIndex:
@@ -164,6 +187,49 @@ def validation_subset(labels: np.ndarray, val: np.ndarray, labeled: np.ndarray, 
     return draw_whole_groups(index, np.asarray(val, dtype=np.int64), lambda cls: [seed, cls, 2], wanted)
 
 
+CUT_PURPOSE = 5  # seeds (seed, 5): the tiles cut by data.balance (0-3: fractions.py's draws, 4: test folds)
+
+
+def _allocate(sizes: np.ndarray, target: int) -> np.ndarray:
+    """`target` images spread over groups of `sizes` in proportion (largest remainder, ties to the earlier group),
+    at least one per group when the target allows it, never more than a group holds."""
+    base = np.ones(len(sizes), dtype=np.int64) if target >= len(sizes) else np.zeros(len(sizes), dtype=np.int64)
+    rest, room = target - int(base.sum()), sizes - base
+    share = rest * room / max(int(room.sum()), 1)
+    extra = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - extra), kind="stable")
+    extra[order[: rest - int(extra.sum())]] += 1
+    return np.minimum(base + extra, sizes)
+
+
+def cut_to_smallest(labels: np.ndarray, labeled: np.ndarray, seed: int,
+                    groups: GroupsLike = None) -> tuple[np.ndarray, int, np.ndarray]:
+    """(kept labelled rows, images per class, cut rows): every class's labelled images cut to the smallest class's
+    count, spread over its labelled groups in proportion to their size (each keeps at least one when the count
+    allows), the kept tiles of a group the front of one seeded order of all rows (nested across budgets). A cut
+    tile belongs to a patient that stays labelled, so leaving it unlabelled (in the pretext pool, never in
+    validation or test) leaks nothing."""
+    index = _index(labels, groups)
+    labeled = np.asarray(labeled, dtype=np.int64)
+    of_row = index.labels[labeled]
+    present = np.unique(of_row)
+    if not len(present):
+        return labeled, 0, np.zeros(0, dtype=np.int64)
+    target = min(int((of_row == cls).sum()) for cls in present)
+    priority = np.random.default_rng([seed, CUT_PURPOSE]).permutation(len(index.labels))
+    kept = []
+    for cls in present:
+        rows = labeled[of_row == cls]
+        codes, first = np.unique(index.codes[rows], return_index=True)
+        codes = codes[np.argsort(first, kind="stable")]  # groups in the order of their first labelled row
+        sizes = np.asarray([int((index.codes[rows] == code).sum()) for code in codes], dtype=np.int64)
+        for code, keep in zip(codes, _allocate(sizes, target), strict=True):
+            members = rows[index.codes[rows] == code]
+            kept.append(members[np.argsort(priority[members], kind="stable")[:keep]])
+    chosen = np.sort(np.concatenate(kept))
+    return chosen, target, np.setdiff1d(labeled, chosen)
+
+
 def make_label_split(labels: np.ndarray, fraction: float, split_seed: int, val_split: float,
                      classes: list[str] | None = None, val_per_label: float | None = None,
                      balance: bool = False, *, groups: np.ndarray | None = None, val_seed: int | None = None,
@@ -174,7 +240,9 @@ def make_label_split(labels: np.ndarray, fraction: float, split_seed: int, val_s
     selection are drawn with `split_seed`. `balance` cuts the labelled candidates of every class to the smallest
     class before the budget is drawn (the pretext pool keeps every image: it needs no labels). `val_per_label`
     sizes the validation images the downstream stage selects on to the labelled subset, out of the one pool.
-    `labels_per_class` replaces the fraction by a count per class.
+    `labels_per_class` replaces the fraction by a count per class. With `balance`, the labelled images are then cut
+    to the smallest class's count inside the labelled groups (`cut_to_smallest`; exact with one group per image
+    already), recorded as `balanced_to` and `balance_dropped`.
     """
     index = GroupIndex(labels, groups)
     pool, val = carve_validation(labels, val_split, split_seed if val_seed is None else val_seed, index, classes)
@@ -183,8 +251,13 @@ def make_label_split(labels: np.ndarray, fraction: float, split_seed: int, val_s
         labeled = labels_per_class_subset(labels, candidates, labels_per_class, split_seed, classes, index)
     else:
         labeled = nested_fraction(labels, candidates, fraction, split_seed, classes, index)
+    balanced_to, dropped = None, None
+    if balance:
+        labeled, balanced_to, dropped = cut_to_smallest(labels, labeled, split_seed, index)
     selection = None
     if val_per_label is not None and len(val):
         selection = validation_subset(labels, val, labeled, val_per_label, split_seed, index)
     return LabelSplit(labeled=labeled, pool=pool, val=val, selection=selection,
-                      candidates=candidates if balance else None)
+                      candidates=candidates if balance else None,
+                      val_shortfall=validation_shortfall(labels, val_split, val), balanced_to=balanced_to,
+                      balance_dropped=dropped)

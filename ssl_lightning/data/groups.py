@@ -6,7 +6,9 @@ recognising the patient. The rule names the group of every file:
   directly in a class folder is a group of its own), otherwise one group per image; manifests: the `group`
   column when there is one, otherwise one group per image;
 - `none`: one group per image (the split of the built-in data sets, and the suite's behaviour before groups);
-- `folder:<k>`: the k-th folder level below the class folder (manifests: of the path as written in the CSV);
+- `folder:<k>`: the k-th folder level below the class folder (manifests: below the deepest folder that holds
+  every listed file, absolute and relative paths alike: for a class/patient tree folder:1 is the class folder,
+  folder:2 the patient; counting the path as written put every absolute path's level 1 at "/");
 - anything else is a regular expression whose first capture group, searched in the file's path relative to its
   class folder (manifests: the path as written), is the group id.
 
@@ -17,10 +19,11 @@ one patient), counted for its majority class when splits are stratified.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -43,7 +46,7 @@ class GroupRule:
 
     def describe(self, column: bool = False) -> str:
         if self.kind == "folder":
-            return f"folder level {self.level} below the class folder"
+            return f"folder level {self.level} below {'the common folder' if column else 'the class folder'}"
         if self.kind == "regex":
             return f"the first group of {self.text!r}"
         return "the manifest's group column" if column else "the first folder below the class folder"
@@ -73,14 +76,14 @@ def parse_rule(value: str | None) -> GroupRule:
     return GroupRule(text, "regex", pattern=pattern)
 
 
-def _by_rule(rule: GroupRule, relative: Sequence[str]) -> np.ndarray:
+def _by_rule(rule: GroupRule, relative: Sequence[str], below: str = "its class folder") -> np.ndarray:
     ids = []
     for path in relative:
         if rule.kind == "folder":
             folders = PurePosixPath(path).parts[:-1]
             if len(folders) < rule.level:
                 raise UserError(f"data.group_by={rule.text}: {path} has only {len(folders)} folder level(s) below "
-                                "its class folder; choose a smaller level or another rule")
+                                f"{below}; choose a smaller level or another rule")
             ids.append(folders[rule.level - 1])
             continue
         assert rule.pattern is not None
@@ -107,13 +110,19 @@ def folder_groups(rule: GroupRule, relative: Sequence[str], owners: Sequence[str
     return _by_rule(rule, relative)
 
 
-def manifest_groups(rule: GroupRule, paths: Sequence[str], column: Sequence[str] | None) -> np.ndarray | None:
-    """Group id per manifest row: `auto` reads the group column (when present), the other rules as for folders,
-    applied to the path as written in the CSV."""
+def manifest_groups(rule: GroupRule, paths: Sequence[str], column: Sequence[str] | None,
+                    files: Sequence[Path] | None = None) -> np.ndarray | None:
+    """Group id per manifest row: `auto` reads the group column (when present), a regex searches the path as
+    written in the CSV, `folder:<k>` counts the folders of each file (`files`, resolved) below the deepest folder
+    holding them all."""
     if rule.kind == NONE:
         return None
     if rule.kind == AUTO:
         return None if column is None else np.asarray(list(column), dtype=object)
+    if rule.kind == "folder" and files:
+        root = Path(os.path.commonpath([str(Path(file).parent) for file in files]))
+        return _by_rule(rule, [Path(file).relative_to(root).as_posix() for file in files], f"{root}, the folder "
+                        "that holds every listed file")
     return _by_rule(rule, paths)
 
 

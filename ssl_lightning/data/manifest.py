@@ -44,9 +44,37 @@ def _cell(row: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+def shown(text: str) -> str:
+    """`text` with control characters escaped (a NUL byte as \\x00): a message never echoes raw bytes to the
+    terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def _check_printable(path: Path, number: int, row: dict[str, Any]) -> None:
+    """A cell holding a NUL or another control character: the file is binary or damaged, not a text CSV."""
+    for column in ("path", "label", "group", "split"):
+        value = _cell(row, column)
+        if shown(value) != value:
+            raise UserError(f"{path} row {number}: the {column} {shown(value)!r} holds control characters; the "
+                            "manifest must be a plain-text CSV (re-export it as CSV UTF-8)")
+
+
+def _check_label_case(path: Path, rows: ManifestRows) -> None:
+    """`Benign` and `benign` would be two classes (and, split by group, look like a group-count problem)."""
+    first: dict[str, tuple[str, int]] = {}
+    for number, label in enumerate(rows.labels, start=2):
+        seen = first.setdefault(label.casefold(), (label, number))
+        if seen[0] != label:
+            raise UserError(f"{path}: labels {seen[0]!r} (row {seen[1]}) and {label!r} (row {number}) differ only "
+                            "in case and would be two classes; write one spelling")
+
+
 def read_manifest(path: Path) -> ManifestRows:
     """Parse and check the CSV: one-line UserError naming the row for a missing column, label, group or split,
     a file that does not exist, a path listed twice, and a file that is not UTF-8 text."""
+    if path.is_dir():
+        raise UserError(f"data.manifest={path} is a folder; give the CSV file itself (columns path,label[,group,"
+                        "split]), or read a class-folder tree with data=imagefolder data.root=<folder>")
     if not path.is_file():
         raise UserError(f"data.manifest={path} does not exist; point it at a CSV with columns path,label")
     try:
@@ -73,12 +101,13 @@ def _read_rows(path: Path) -> ManifestRows:
         reader.fieldnames = header
         missing = [name for name in REQUIRED if name not in header]
         if missing:
-            raise UserError(f"{path} row 1: no {missing[0]!r} column (header: {','.join(header) or 'empty'}); "
+            raise UserError(f"{path} row 1: no {missing[0]!r} column (header: {shown(','.join(header)) or 'empty'}); "
                             "the manifest needs path,label and optionally group,split")
         has_group, has_split = "group" in header, "split" in header
         rows = ManifestRows([], [], [], [] if has_group else None, [] if has_split else None)
         seen: dict[Path, int] = {}
         for number, row in enumerate(reader, start=2):
+            _check_printable(path, number, row)
             written, label = _cell(row, "path"), _cell(row, "label")
             if not written:
                 raise UserError(f"{path} row {number}: empty path")
@@ -107,6 +136,7 @@ def _read_rows(path: Path) -> ManifestRows:
             rows.labels.append(label)
     if not rows.files:
         raise UserError(f"{path} lists no images; add rows path,label")
+    _check_label_case(path, rows)
     _check_test_labels(path, rows)
     return rows
 
@@ -149,7 +179,7 @@ def load(config: DataConfig) -> ImageSet:
     path = Path(config.manifest).expanduser().resolve()
     rows = read_manifest(path)
     rule = parse_rule(config.group_by)
-    groups = manifest_groups(rule, rows.written, rows.groups)
+    groups = manifest_groups(rule, rows.written, rows.groups, rows.files)
     classes = sorted(set(rows.labels))
     order = np.arange(len(rows.files))
     if rows.splits is not None:  # train rows first: one decode, one store entry for both parts

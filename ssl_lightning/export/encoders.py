@@ -5,8 +5,11 @@ Per encoder a folder with `encoder.pt` (a plain state dict) and `card.json` (wha
 - `pretext_<store key>/`: the pretext encoder from the store (`<paths.cache>/pretext/<key>/`), once per key;
 - `classifier_<run folder name>/`: the encoder part of the run's tested classifier (`checkpoints/best.ckpt`).
 
-A run without a readable `checkpoints/best.ckpt` is refused (one line, exit code 2) unless `--encoder-only` asks for
-the pretext encoder alone; unreadable files are named in one line. Everything is written into a temporary folder
+A frozen-probe run (k-NN, L-BFGS linear) trains no classifier and keeps no `best.ckpt`: its encoder is the pretext
+encoder (exported as above), the backbone.init file, or nothing (raw pixels, a random encoder); what it lacks is one
+`note:` line and the other runs of a sweep are exported all the same. Any other run without a readable
+`checkpoints/best.ckpt` is refused (one line, exit code 2) unless `--encoder-only` asks for the pretext encoder
+alone; unreadable files are named in one line. Everything is written into a temporary folder
 next to the output and moved into place at the end, so a failure leaves no half export.
 
 Keys have no `body.` prefix: a ResNet encoder loads into `torchvision.models.resnet18/50` with only `fc.*` missing
@@ -16,7 +19,6 @@ Keys have no `body.` prefix: a ResNet encoder loads into `torchvision.models.res
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -30,7 +32,8 @@ from typing import Any
 import torch
 
 from ssl_lightning.atomic import write_json, write_torch
-from ssl_lightning.errors import UserError
+from ssl_lightning.errors import OneLineParser, UserError
+from ssl_lightning.probes.config import is_frozen
 
 STORE_KEY = re.compile(r"^[0-9a-f]{16}$")
 FEATURE_DIMS = {"resnet18": 512, "resnet50": 2048}
@@ -164,9 +167,28 @@ def export_store_entry(folder: Path, out: Path, extra: dict[str, Any] | None = N
     return write_encoder(strip_prefix(state, "body."), out / name, card, final / name if final else None)
 
 
+def frozen_note(run_dir: Path, results: dict[str, Any], exported: bool) -> str:
+    """Why a frozen-probe run has no classifier encoder to export, and where its encoder is (if anywhere)."""
+    head = (f"{run_dir}: a frozen-probe run ({results.get('protocol')}) keeps no fine-tuned checkpoint, only its "
+            "probe (checkpoints/probe.pt)")
+    encoder = results.get("encoder")
+    if results.get("pretext_key"):
+        where = (f"its encoder is the pretext encoder pretext_{results['pretext_key']}" if exported else
+                 f"its encoder is pretext store entry {results['pretext_key']}; export it with --cache <paths.cache>")
+    elif encoder == "raw_pixels":
+        where = "it probes raw pixels, there is no encoder"
+    elif encoder == "pretrained" or results.get("init") not in (None, "random"):
+        where = f"its encoder is the backbone.init file {results.get('init')}, unchanged"
+    else:
+        where = "its encoder was random (never trained) and is not kept"
+    return f"{head}; {where}"
+
+
 def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exported], encoder_only: bool = False,
-               final: Path | None = None) -> list[Exported]:
-    """The pretext encoder (once per store key across runs) and the classifier's encoder of one run."""
+               final: Path | None = None, notes: list[tuple[str, str]] | None = None) -> list[Exported]:
+    """The pretext encoder (once per store key across runs) and the classifier's encoder of one run; why a run
+    gives less than that is appended to `notes` as (level, line)."""
+    notes = [] if notes is None else notes
     try:
         results = json.loads((run_dir / "results.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -175,7 +197,7 @@ def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exp
         raise UserError(f"{run_dir / 'results.json'} holds a JSON {type(results).__name__}, not a run's results "
                         "object; export another run or rerun the cell")
     if results.get("status") != "ok":
-        print(f"warning: skipped {run_dir}: the cell did not finish ({results.get('error')})", file=sys.stderr)
+        notes.append(("warning", f"skipped {run_dir}: the cell did not finish ({results.get('error')})"))
         return []
     config = results.get("config") if isinstance(results.get("config"), dict) else {}
     common = {"experiment": results.get("experiment"), "backbone_config": config.get("backbone"),
@@ -189,7 +211,7 @@ def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exp
         try:
             entry = _store_entry(key, [c for c in (run_cache, *caches) if c is not None])
         except UserError as error:
-            print(f"warning: {run_dir}: {error}", file=sys.stderr)
+            notes.append(("warning", f"{run_dir}: {error}"))
         else:
             method = {"rotation_jitter": "rotation"}.get(common["experiment"], common["experiment"])
             done[key] = export_store_entry(entry, out, {**common, "method": method,
@@ -197,7 +219,10 @@ def export_run(run_dir: Path, out: Path, caches: list[Path], done: dict[str, Exp
                                            final)
             written.append(done[key])
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
-    if not encoder_only:
+    frozen = is_frozen(str(results.get("protocol")), results.get("solver")) and not checkpoint.exists()
+    if frozen and not encoder_only:
+        notes.append(("note", frozen_note(run_dir, results, bool(key) and key in done)))
+    elif not encoder_only:
         saved = load_state(checkpoint, "the run's classifier checkpoint",
                            "rerun the cell, or give --encoder-only to export the pretext encoder alone")
         state = strip_prefix(saved.get("state_dict", saved), "encoder.body.")
@@ -248,9 +273,21 @@ def export(source: str, out: Path | None, cache: Path, encoder_only: bool = Fals
             raise UserError(f"no results.json below {path}; give a run folder, a sweep folder or a store key")
         target = (out or path / "export").resolve()
         done: dict[str, Exported] = {}
-        return _staged(target, lambda staging: [
-            item for run in runs if target not in run.parents and staging not in run.parents
-            for item in export_run(run, staging, [cache], done, encoder_only, final=target)])
+        notes: list[tuple[str, str]] = []
+
+        def write(staging: Path) -> list[Exported]:
+            written = [item for run in runs if target not in run.parents and staging not in run.parents
+                       for item in export_run(run, staging, [cache], done, encoder_only, target, notes)]
+            if not written:  # one line: what each run lacked (the first few)
+                more = f"; and {len(notes) - 3} more" if len(notes) > 3 else ""
+                shown = "; ".join(text for _, text in notes[:3]) + more
+                raise UserError(f"nothing exported: {shown}" if notes else "nothing exported (no finished run)")
+            return written
+
+        exported = _staged(target, write)
+        for level, text in notes:
+            print(f"{level}: {text}", file=sys.stderr)
+        return exported
     if STORE_KEY.match(source):
         entry = _store_entry(source, [cache])
         return _staged(default, lambda staging: [export_store_entry(entry, staging, final=default)])
@@ -259,7 +296,7 @@ def export(source: str, out: Path | None, cache: Path, encoder_only: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ssl_lightning.export",
+    parser = OneLineParser(prog="python -m ssl_lightning.export",
                                      description="Write each encoder as a plain state dict with a JSON card.")
     parser.add_argument("source", help="a run folder, a sweep folder, or a pretext store key")
     parser.add_argument("--out", type=Path, default=None,

@@ -11,3 +11,10 @@ behind, equivalent within --margin, inconclusive), improvement (probability of i
 paragraph that ends each table), table
 (markdown), csvfile (csv in and out), curves (TensorBoard scalars), figures (PNGs).
 """
+
+import logging
+
+# Before any module here imports matplotlib: with an unwritable home (a container, a cluster job) it logs "mkdir -p
+# failed ..." and "Matplotlib created a temporary cache directory ..." at import, lines between the report's own
+# that no user can act on (and that turned one-line errors into three). Its errors still show.
+logging.getLogger("matplotlib").setLevel(logging.ERROR)

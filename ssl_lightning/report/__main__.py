@@ -3,11 +3,11 @@ PNGs on disk. The folder may also be a results_runs.csv the report wrote (a stor
 
 from __future__ import annotations
 
-import argparse
 import sys
+from argparse import Namespace
 from pathlib import Path
 
-from ssl_lightning.errors import UserError
+from ssl_lightning.errors import OneLineParser, UserError
 from ssl_lightning.report.aggregate import build_cells
 from ssl_lightning.report.collect import collect
 from ssl_lightning.report.comparisons import (
@@ -22,8 +22,8 @@ from ssl_lightning.report.table import build_tables, render_markdown, render_tab
 from ssl_lightning.report.verdict import DEFAULT_MARGIN, check_margin
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ssl_lightning.report",
+def _parse(argv: list[str] | None) -> Namespace:
+    parser = OneLineParser(prog="python -m ssl_lightning.report",
                                      description="Gather every results.json below a folder into tables and figures.")
     parser.add_argument("folder", type=Path,
                         help="a multirun or outputs folder (or a results_runs.csv written by the report)")

@@ -44,11 +44,36 @@ def words_for_key(metric_key: str) -> str:
     return spec_for_key(metric_key).words
 
 
+GROUPED_DATA = ("imagefolder", "manifest")  # the data whose images can have patients (data.group_by)
+OTHER_CHOICES = "use --metric acc, balanced_acc or macro_f1"
+
+
+def _ungrouped(run) -> bool:
+    """A run known to have had no patient groups: built-in data (one image per group) or data.group_by=none."""
+    return run.data not in GROUPED_DATA or (run.config or {}).get("data.group_by") == "none"
+
+
 def require(metric: str, runs: list) -> None:
-    """One line when a successful run lacks the chosen metric (older results.json files do), before any output."""
+    """One line when a successful run lacks the chosen metric, before any output: for a patient-level metric
+    the runs without groups are named as such (blaming "older runs" sent users re-running runs that can never have
+    it); any other metric is missing from results.json files written before it existed."""
     ok = [run for run in runs if run.ok]
     lacking = [run for run in ok if run.value(key(metric)) is None]
-    if lacking:
-        raise UserError(f"--metric {metric}: {len(lacking)} of {len(ok)} successful run(s) lack {key(metric)} in "
-                        f"results.json (first: {lacking[0].results_path}); older runs only have test_acc: "
-                        "report them with --metric acc, or re-run them")
+    if not lacking:
+        return
+    first = lacking[0]
+    head = f"--metric {metric}: {len(lacking)} of {len(ok)} successful run(s)"
+    if "group" in key(metric):
+        ungrouped = [run for run in lacking if _ungrouped(run)]
+        if ungrouped:
+            shown = ungrouped[0]
+            group_by = (shown.config or {}).get("data.group_by")
+            raise UserError(f"{head} have no patient groups (first: {shown.results_path}, data={shown.data}"
+                            f"{', data.group_by=' + group_by if group_by else ''}), so there is no {words(metric)}; "
+                            f"{OTHER_CHOICES}, or report runs on grouped data (data.group_by with data=imagefolder "
+                            "or data=manifest)")
+        raise UserError(f"{head} lack {key(metric)} in results.json (first: {first.results_path}): their data had "
+                        "one image per group (data.group_by found no patients) or they predate patient-level "
+                        f"metrics; {OTHER_CHOICES}")
+    raise UserError(f"{head} lack {key(metric)} in results.json (first: {first.results_path}); older runs only have "
+                    "test_acc: report them with --metric acc, or re-run them")

@@ -27,7 +27,7 @@ from ssl_lightning.config.settings import DownstreamSettings, RunSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
-from ssl_lightning.data.fractions import LabelSplit
+from ssl_lightning.data.fractions import LabelSplit, no_validation_fix
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.classifier import CHECKPOINT_VALIDATION, Classifier
 from ssl_lightning.evaluation.cross_validation import fold_count
@@ -249,13 +249,18 @@ class NoValidationMetric(RuntimeError):
     """The monitored validation metric never appeared, and `downstream.select=last` was not given."""
 
 
-def check_validation_images(stage: DownstreamSettings, count: int) -> None:
+def check_validation_images(stage: DownstreamSettings, count: int, shortfall: str | None = None) -> None:
     """Before anything trains: a label split without validation images (e.g. every class too small to spare
-    one) cannot choose a checkpoint; one-line UserError unless `downstream.select=last` was given."""
+    one) cannot choose a checkpoint; one-line UserError unless `downstream.select=last` was given. `shortfall`:
+    why data.val_split>0 carved nothing (LabelSplit.val_shortfall), said instead of "give data.val_split>0"."""
     if count > 0:
         return
     message = no_validation_message("the label split has no validation images and", stage.select,
                                     len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best")
+    if message and shortfall:
+        other = ("a single learning rate and probe layer" if stage.select == "last" else
+                 "test the last epoch with downstream.select=last")
+        message = f"{shortfall}; without validation images nothing chooses the downstream checkpoint (or {other})"
     if message:
         raise UserError(message)
 
@@ -305,7 +310,7 @@ def _resolve_select(settings: RunSettings, images: ImageSet, split: LabelSplit,
         return "val", f"{why}: chosen on validation instead"
     if len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best":
         raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
-                        "needs 2) and there are no validation images; give data.val_split>0 or more labels")
+                        f"needs 2) and there are no validation images; {no_validation_fix(split)}")
     return "last", f"{why}; no validation images: the last step is tested"
 
 

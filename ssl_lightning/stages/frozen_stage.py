@@ -23,7 +23,7 @@ from ssl_lightning.atomic import write_npz, write_torch
 from ssl_lightning.config.settings import DownstreamSettings, RunSettings
 from ssl_lightning.data.augment import standardize, to_unit_float
 from ssl_lightning.data.base import Images, ImageSet
-from ssl_lightning.data.fractions import LabelSplit
+from ssl_lightning.data.fractions import LabelSplit, no_validation_fix
 from ssl_lightning.data.mapped_images import take
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.cross_validation import fold_count, stratified_group_folds
@@ -169,12 +169,13 @@ def plan_selection(settings: RunSettings, train_labels: np.ndarray, train_groups
             return SelectionPlan("val", monitor, [], f"{why}: chosen on validation instead")
         if _candidate_count(stage) > 1:
             raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
-                            "needs 2) and there are no validation images; give data.val_split>0 or more labels")
+                            f"needs 2) and there are no validation images; {no_validation_fix(split)}")
         return SelectionPlan("last", monitor, [], f"{why}; one candidate, nothing to choose")
     if not has_val:
         if _candidate_count(stage) > 1:
             raise UserError(f"downstream.select={select}: no validation images to choose among the probe's "
-                            f"candidates; use downstream.select=cv, give data.val_split>0, or a single value")
+                            f"candidates; use downstream.select=cv, a single value, or: "
+                            f"{no_validation_fix(split, 'give data.val_split>0')}")
         return SelectionPlan("last", monitor, [], note or "no validation images; one candidate, nothing to choose")
     if select == "last":
         note = "select=last: frozen probes have no epochs; candidates chosen on validation"

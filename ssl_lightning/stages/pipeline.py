@@ -53,7 +53,7 @@ from ssl_lightning.stages.downstream_stage import check_validation_images, run_d
 from ssl_lightning.stages.frozen_stage import plan_selection, run_frozen, uses_frozen_stage
 from ssl_lightning.stages.pretext_stage import pretext_key, run_pretext
 from ssl_lightning.stages.pretext_store import config_key
-from ssl_lightning.stages.results import git_commit, split_fields, write_results, write_subset
+from ssl_lightning.stages.results import balance_fields, git_commit, split_fields, write_results, write_subset
 from ssl_lightning.training import thread_policy
 from ssl_lightning.training.distributed import forget_shared, is_global_zero
 from ssl_lightning.training.trainer_factory import check_accelerator
@@ -125,7 +125,7 @@ def _checked_split(settings: RunSettings, images: ImageSet) -> LabelSplit:
     split = make_label_split(images.train_labels.numpy(), data.fraction, data.split_seed, data.val_split,
                              images.classes, data.val_per_label, data.balance, groups=images.train_groups,
                              val_seed=data.validation_seed, labels_per_class=data.labels_per_class)
-    check_validation_images(settings.downstream, len(split.selection_val))
+    check_validation_images(settings.downstream, len(split.selection_val), split.val_shortfall)
     if uses_frozen_stage(settings.downstream):  # select=cv/auto/last resolved for this split, or one-line refusal
         plan_selection(settings, images.train_labels.numpy(), images.train_groups, split)
     check_group_leakage(images, split.labeled, split.val, split.pool)
@@ -272,6 +272,7 @@ def _run_validated(cell: PreparedCell, run_dir: Path) -> dict[str, Any]:
     )
     if settings.experiment == RAW_PIXELS:
         record.encoder = "raw_pixels"
+    record.merge(balance_fields(split, labels, images.classes))  # data.balance: balanced_to, tiles cut
     if cell.fold is not None:  # data.test_folds: which fold this run tests
         record.merge({"test_fold": cell.fold["test_fold"], "test_folds": cell.fold["test_folds"]})
     if settings.experiment == registry.PRETRAINED:

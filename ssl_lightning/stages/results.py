@@ -55,6 +55,17 @@ def split_fields(split: LabelSplit, images: ImageSet, data: DataConfig) -> dict[
             "group_by": data.group_by if record is not None else "none", "num_groups": num_groups}
 
 
+def balance_fields(split: LabelSplit, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """data.balance's results.json fields: labelled images per class after balancing (`balanced_to`) and the tiles
+    of labelled patients cut to reach it, in all and per class (left unlabelled); {} without data.balance."""
+    if split.balanced_to is None:
+        return {}
+    dropped = np.zeros(0, dtype=np.int64) if split.balance_dropped is None else split.balance_dropped
+    counts = np.bincount(labels[dropped], minlength=len(classes))
+    return {"balanced_to": int(split.balanced_to), "balance_dropped": int(len(dropped)),
+            "balance_dropped_per_class": {name: int(c) for name, c in zip(classes, counts, strict=True)}}
+
+
 def write_subset(run_dir: Path, split: LabelSplit, labels: np.ndarray, classes: list[str], fraction: float,
                  split_seed: int, val_seed: int | None = None, labels_per_class: int | None = None,
                  train_groups: np.ndarray | None = None, test_groups: np.ndarray | None = None,
@@ -72,6 +83,9 @@ def write_subset(run_dir: Path, split: LabelSplit, labels: np.ndarray, classes: 
         "labeled_indices": split.labeled.tolist(), "val_indices": val.tolist(),
         "val_pool_size": int(len(split.val)),
         "groups": group_record(split, train_groups, test_groups),
+        **({} if split.balanced_to is None else {  # data.balance: the labelled patients' tiles left unlabelled
+            "balanced_to": int(split.balanced_to),
+            "balance_dropped_indices": [] if split.balance_dropped is None else split.balance_dropped.tolist()}),
         **(extra or {}),
     })
     return per_class
