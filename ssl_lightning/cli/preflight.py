@@ -16,33 +16,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ssl_lightning.config.sweep_cells import expand, one_line, parse, varying
 from ssl_lightning.config.trainer_checks import check_trainer
 from ssl_lightning.config.validation import check_booleans, leaves
 from ssl_lightning.errors import UserError
 
 MODE_FLAGS = {"-m", "--multirun"}
-HYDRA_DOCS = "https://hydra.cc/docs/advanced/override_grammar/basic/"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def parse(args: list[str]) -> list[Any]:
-    """Hydra's parsed overrides; a syntax slip (e.g. an unclosed `[`) is one line naming the argument."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser = OverridesParser.create()
-    parsed = []
-    for arg in args:
-        try:
-            parsed.extend(parser.parse_overrides([arg]))
-        except OverrideParseException as error:
-            first = _one_line(error).split(" See https")[0]
-            raise UserError(f"cannot parse the override {arg!r}: {first}; quote lists and strings, e.g. "
-                            f"'downstream.lr_grid=[0.1,0.01]' ({HYDRA_DOCS})") from None
-    return parsed
 
 
 def _check_repeated_groups(overrides: list[Any], groups: set[str]) -> None:
@@ -54,22 +33,6 @@ def _check_repeated_groups(overrides: list[Any], groups: set[str]) -> None:
                 raise UserError(f"{name} is given twice ({seen[name]} and {override.input_line}); give it once, "
                                 f"or sweep with -m {'+' if name == 'experiment' else ''}{name}=a,b")
             seen[name] = override.input_line
-
-
-def expand(overrides: list[Any], multirun: bool) -> list[list[str]]:
-    """The cells as lists of override strings (the basic sweeper's order); one cell without -m."""
-    if not multirun:
-        return [[override.input_line for override in overrides]]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    batches = BasicSweeper.split_arguments(overrides, None)
-    return [list(cell) for batch in batches for cell in batch]
-
-
-def _varying(cells: list[list[str]], cell: list[str]) -> list[str]:
-    """The overrides of `cell` that differ between cells: what names it in a sweep."""
-    common = set.intersection(*(set(c) for c in cells)) if cells else set()
-    return [line for line in cell if line not in common] or cell
 
 
 def _is_group(name: str, groups: set[str]) -> bool:
@@ -194,7 +157,7 @@ def _compose(compose: Any, cell: list[str], hydra_node: bool = True) -> Any:
     try:
         return compose(config_name="config", overrides=cell, return_hydra_config=hydra_node)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise UserError(_one_line(error)) from None
+        raise UserError(one_line(error)) from None
 
 
 def cells_of(argv: list[str]) -> tuple[list[list[str]], bool] | None:
@@ -230,7 +193,7 @@ def _cell_config(compose: Any, cell: list[str], groups: set[str], composed: dict
     try:
         ConfigLoaderImpl._apply_overrides_to_config(differing, config)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise UserError(_one_line(error)) from None
+        raise UserError(one_line(error)) from None
     return config
 
 
@@ -257,10 +220,10 @@ def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
                 try:
                     check_cell(config, defaults[choices], multirun)
                 except OmegaConfBaseException as error:  # e.g. an interpolation that resolves to nothing
-                    raise UserError(f"cannot resolve the configuration: {_one_line(error)}") from None
+                    raise UserError(f"cannot resolve the configuration: {one_line(error)}") from None
             except UserError as error:
                 if len(cells) == 1:
                     raise
-                named = " ".join(_varying(cells, cell))
+                named = " ".join(varying(cells, cell))
                 raise UserError(f"sweep cell {number}/{len(cells)} ({named}): {error}; nothing was trained") from None
     return len(cells)

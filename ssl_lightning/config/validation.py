@@ -16,9 +16,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ssl_lightning.config.dotted import lookup
+from ssl_lightning.data.config import MAX_SEED
 from ssl_lightning.errors import UserError
-
-MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
 def _number(value: Any) -> float | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ssl_lightning.config.validation import MAX_SEED
 from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range (config/validation.py checks every *seed key with it)
 
 # 512 images of 32 x 32 px: evaluation batches hold at most this many pixels, so a 224 px cell evaluates 10 images
 # at a time instead of 512 (whose activations made up most of a 3 GB peak at 224 px; issue 21).

@@ -158,7 +158,7 @@ def _sweep_missing(sweep: Path, root: Path, started: set[frozenset[str]]) -> tup
     """The cells of the sweep in `sweep` that never started, and a note when they cannot be known."""
     import yaml
 
-    from ssl_lightning.cli.preflight import _varying, expand, parse
+    from ssl_lightning.config.sweep_cells import expand, parse, varying
     from ssl_lightning.errors import UserError
 
     where = sweep.name if sweep == root else _relative(sweep, root)
@@ -176,7 +176,7 @@ def _sweep_missing(sweep: Path, root: Path, started: set[frozenset[str]]) -> tup
                     "started cannot be named, only started ones are checked"]
     never = [(number, cell) for number, cell in enumerate(cells, start=1) if frozenset(cell) not in started]
     tables = _tables_of([cell for _, cell in never]) if never else []
-    return [Missing(*table, f"sweep cell {number}/{len(cells)} ({' '.join(_varying(cells, cell))}) of `{where}`: "
+    return [Missing(*table, f"sweep cell {number}/{len(cells)} ({' '.join(varying(cells, cell))}) of `{where}`: "
                             "never started") for (number, cell), table in zip(never, tables, strict=True)], []
 
 
