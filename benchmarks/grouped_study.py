@@ -9,6 +9,8 @@ balanced accuracy. It prints every command it runs, so the study can be repeated
 
     python -m benchmarks.grouped_study --out docs/study/grouped          # 3 seeds, both arms
     python -m benchmarks.grouped_study --out /tmp/g --seeds 1 --arms auto  # one seed, patient split only
+    python -m benchmarks.grouped_study --out /tmp/g10 --seeds 10 --test-folds 5  # the few-label protocol's re-run:
+        # every patient (tile) tested once per seed, pooled by the report (issue 30, items 4 and 7)
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="collection, sweeps and reports go here")
     parser.add_argument("--seeds", type=int, default=COLLECTION.seeds)
     parser.add_argument("--arms", default="auto,none", help="data.group_by values to run: auto (patient), none")
+    parser.add_argument("--test-folds", type=int, default=0,
+                        help="data.test_folds=K for both arms (0: the one fixed test split, as the wave-3 study)")
     parser.add_argument("overrides", nargs="*", help="extra overrides for both sweeps, e.g. pretext.epochs=2")
     args = parser.parse_args(argv)
     out = args.out.resolve()
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         sweep = out / f"by_{name}"
         command = [sys.executable, "-m", "ssl_lightning", "-m", *GRID, f"seed={seeds}", "data=imagefolder",
                    f"data.root={root}", "data.include=**/x40/*.png", f"data.group_by={group_by}",
-                   f"hydra.sweep.dir={sweep}", f"paths.cache={out / 'cache'}", *SIZED, *args.overrides]
+                   f"hydra.sweep.dir={sweep}", f"paths.cache={out / 'cache'}", *SIZED,
+                   *([f"data.test_folds={args.test_folds}"] if args.test_folds else []), *args.overrides]
         _run(command, out / f"by_{name}.log")
         metrics = ["acc", "balanced_acc"] + (["group_acc", "group_balanced_acc"] if group_by != "none" else [])
         for metric in metrics:
