@@ -58,3 +58,27 @@ def test_a_few_label_patient_cell_trains_every_labelled_tile_for_min_steps(cli_i
     assert results["best_step"] <= results["downstream_steps"]
     if steps_per_epoch < 9:
         assert "downstream.min_steps=9 lengthens 2 epochs" in log_text(tmp_path / "run")
+
+
+def test_fine_tuning_folds_keep_patients_whole():
+    """select=cv on grouped data: no patient's tiles on both sides of a fold; every labelled tile held out once."""
+    import numpy as np
+    import torch
+
+    from ssl_lightning.data.base import ImageSet
+    from ssl_lightning.data.fractions import LabelSplit
+    from ssl_lightning.stages.finetune_cv import labelled_folds
+
+    patients = np.array([f"c{c}-p{p}" for c in range(2) for p in range(4) for _ in range(3)])  # 2 classes x 4 x 3
+    labels = torch.tensor([c for c in range(2) for _ in range(12)])
+    images = ImageSet(torch.zeros(24, 1, 4, 4, dtype=torch.uint8), labels, torch.zeros(0, 1, 4, 4, dtype=torch.uint8),
+                      torch.zeros(0, dtype=torch.long), ["a", "b"], train_groups=patients)
+    labelled = np.arange(24)
+    split = LabelSplit(labeled=labelled, pool=labelled, val=np.zeros(0, dtype=np.int64))
+    folds = labelled_folds(images, split, k=5, seed=0)
+    assert len(folds) == 4  # at most the patients of the smallest class
+    held_out = np.concatenate([held for _, held in folds])
+    assert sorted(held_out.tolist()) == labelled.tolist()
+    for train, held in folds:
+        assert not set(patients[train]) & set(patients[held])
+        assert set(labels[held].tolist()) == {0, 1}  # stratified: both classes in every held-out fold
