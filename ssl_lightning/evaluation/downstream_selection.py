@@ -11,6 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ssl_lightning.errors import UserError
+from ssl_lightning.evaluation.cross_validation import fold_count
+
 MONITORS = ("auto", "acc", "balanced_acc")  # downstream.monitor
 METRICS = ("acc", "balanced_acc")  # what `auto` resolves to; both are logged every validation epoch
 # downstream.select: auto (cv when validation is small, else val),
@@ -82,6 +85,31 @@ def auto_select_for_split(labels: np.ndarray, groups: np.ndarray | None, labeled
         val_groups = groups[selection_val]
         per_group = [len(np.unique(val_groups[val_labels == c])) for c in classes]
     return auto_select(per_class, per_group)
+
+
+def resolve_select(select: str, labels: np.ndarray, groups: np.ndarray | None, labeled: np.ndarray,
+                   selection_val: np.ndarray, cv_folds: int, has_validation: bool, choosing: bool,
+                   fix: str) -> tuple[str, str, int]:
+    """(val | cv | last, why, folds) for one label split, for every protocol: `auto` by `auto_select_for_split`;
+    `cv` keeps min(cv_folds, images (groups) of the smallest labelled class) folds, and below 2 (one labelled image
+    or patient in a class) validation chooses instead, or, without validation, nothing is chosen (`last`) unless
+    there are candidates to choose among (`choosing`): then a UserError ending with `fix`."""
+    note = ""
+    if select == "auto":
+        select, note = auto_select_for_split(labels, groups, labeled, selection_val)
+    if select != "cv":
+        return select, note, 0
+    count = fold_count(labels[labeled], None if groups is None else groups[labeled], cv_folds)
+    if count >= 2:
+        return "cv", note or f"select=cv: {count} folds of the labelled set", count
+    unit = "groups" if groups is not None else "images"
+    why = f"{note + '; ' if note else ''}select=cv: the smallest labelled class has {count} {unit}, too few to fold"
+    if has_validation:
+        return "val", f"{why}: chosen on validation instead", 0
+    if choosing:
+        raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
+                        f"needs 2) and there are no validation images; {fix}")
+    return "last", f"{why}; no validation images: nothing chosen", 0
 
 
 def selected_on(select: str, monitor: str) -> str:

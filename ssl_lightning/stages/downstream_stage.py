@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -27,15 +26,14 @@ from ssl_lightning.config.settings import DownstreamSettings, RunSettings
 from ssl_lightning.data.augment_streams import AugmentStreams
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.datamodules import DownstreamDataModule
-from ssl_lightning.data.fractions import LabelSplit, no_validation_fix
+from ssl_lightning.data.fractions import LabelSplit
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.classifier import CHECKPOINT_VALIDATION, Classifier
-from ssl_lightning.evaluation.cross_validation import fold_count
 from ssl_lightning.evaluation.downstream_selection import (
     METRICS,
-    auto_select_for_split,
     no_validation_message,
     resolve_monitor,
+    resolve_select,
     selected_on,
     validation_key,
 )
@@ -281,37 +279,13 @@ def selection_for(settings: RunSettings, images: ImageSet, split: LabelSplit) ->
         log.info("downstream.monitor=auto: validation %s (labelled images per class %s)",
                  "balanced accuracy" if monitor == "balanced_acc" else "accuracy", "/".join(map(str, counts)))
     has_validation = len(split.selection_val) > 0 and float(stage.limit_val_batches) > 0
-    select, note = _resolve_select(settings, images, split, has_validation)
+    select, note, _ = resolve_select(
+        stage.select, images.train_labels.numpy(), images.train_groups, split.labeled, split.selection_val,
+        stage.cv_folds, has_validation, len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best",
+        "give data.val_split>0 or more labels")
     if note:
         log.info("downstream %s", note)
     return Selection(monitor, select, has_validation, note)
-
-
-def _resolve_select(settings: RunSettings, images: ImageSet, split: LabelSplit,
-                    has_validation: bool) -> tuple[str, str]:
-    """`auto` -> cv when validation holds fewer than MIN_VAL_PER_CLASS images (groups) per class, else val; `cv`
-    -> val (or last without validation) when a labelled class has fewer than 2 images (groups) to fold; said in the
-    returned note, which results.json keeps as `selection_note`."""
-    stage = settings.downstream
-    labels = images.train_labels.numpy()
-    groups = images.train_groups
-    select, note = stage.select, ""
-    if select == "auto":
-        select, note = auto_select_for_split(labels, groups, split.labeled, split.selection_val)
-    if select != "cv":
-        return select, note
-    labelled = np.asarray(split.labeled)
-    count = fold_count(labels[labelled], None if groups is None else groups[labelled], stage.cv_folds)
-    if count >= 2:
-        return "cv", f"{note + '; ' if note else ''}select=cv: {count} folds of the labelled set"
-    unit = "groups" if groups is not None else "images"
-    why = f"{note + '; ' if note else ''}select=cv: the smallest labelled class has {count} {unit}, too few to fold"
-    if has_validation:
-        return "val", f"{why}: chosen on validation instead"
-    if len(stage.lr_grid or ()) > 1 or stage.probe_layer == "best":
-        raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
-                        f"needs 2) and there are no validation images; {no_validation_fix(split)}")
-    return "last", f"{why}; no validation images: the last step is tested"
 
 
 def _fit_candidates(settings: RunSettings, encoder: Encoder, images: ImageSet, data: DownstreamDataModule,

@@ -26,8 +26,8 @@ from ssl_lightning.data.base import Images, ImageSet
 from ssl_lightning.data.fractions import LabelSplit, no_validation_fix
 from ssl_lightning.data.mapped_images import take
 from ssl_lightning.errors import UserError
-from ssl_lightning.evaluation.cross_validation import fold_count, stratified_group_folds
-from ssl_lightning.evaluation.downstream_selection import auto_select_for_split, resolve_monitor, selected_on
+from ssl_lightning.evaluation.cross_validation import stratified_group_folds
+from ssl_lightning.evaluation.downstream_selection import resolve_monitor, resolve_select, selected_on
 from ssl_lightning.evaluation.metrics import ClassificationMetrics, classification_metrics
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.probe import stage_count, truncated
@@ -151,26 +151,17 @@ def plan_selection(settings: RunSettings, train_labels: np.ndarray, train_groups
     monitor = resolve_monitor(stage.monitor, np.bincount(labelled).tolist())
     groups = None if train_groups is None else np.asarray(train_groups)
     has_val = len(split.selection_val) > 0
-    select, note = stage.select, ""
+    select = stage.select
     if _candidate_count(stage) == 1 and select in ("auto", "cv"):  # nothing to choose: no folds to fit
         return SelectionPlan("val" if has_val else "last", monitor, [], f"select={select}: one candidate (one "
                              f"{'k' if stage.protocol == 'knn' else 'C'}, one layer), nothing to choose")
-    if select == "auto":
-        select, note = auto_select_for_split(labels, groups, split.labeled, split.selection_val)
+    select, note, count = resolve_select(
+        select, labels, groups, split.labeled, split.selection_val, stage.cv_folds, has_val,
+        _candidate_count(stage) > 1, no_validation_fix(split))
     if select == "cv":
-        count = fold_count(labelled, None if groups is None else groups[split.labeled], stage.cv_folds)
-        if count >= 2:
-            folds = stratified_group_folds(labelled, None if groups is None else groups[split.labeled], count,
-                                           data.split_seed)
-            return SelectionPlan("cv", monitor, folds, note or f"select=cv: {count} folds")
-        unit = "groups" if groups is not None else "images"
-        why = f"{note + '; ' if note else ''}select=cv: the smallest labelled class has {count} {unit}, too few to fold"
-        if has_val:
-            return SelectionPlan("val", monitor, [], f"{why}: chosen on validation instead")
-        if _candidate_count(stage) > 1:
-            raise UserError(f"downstream.select=cv: the smallest labelled class has {count} {unit} (cross-validation "
-                            f"needs 2) and there are no validation images; {no_validation_fix(split)}")
-        return SelectionPlan("last", monitor, [], f"{why}; one candidate, nothing to choose")
+        folds = stratified_group_folds(labelled, None if groups is None else groups[split.labeled], count,
+                                       data.split_seed)
+        return SelectionPlan("cv", monitor, folds, note)
     if not has_val:
         if _candidate_count(stage) > 1:
             raise UserError(f"downstream.select={select}: no validation images to choose among the probe's "
