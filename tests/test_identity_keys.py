@@ -86,7 +86,7 @@ def _with(settings: RunSettings, dotted: str, value: Any) -> RunSettings:
 
 def _keys(settings: RunSettings) -> tuple[str, str]:
     key = pretext_key(settings, [{"entry": "target", "target": True}])
-    return key, downstream_key(settings, key)
+    return key, downstream_key(settings, key, {"train": "same pixels", "test": "same pixels"})
 
 
 @pytest.mark.parametrize(("dotted", "value", "pretext_changes", "downstream_changes"), [

@@ -61,12 +61,11 @@ from ssl_lightning.training.trainer_factory import check_accelerator
 log = logging.getLogger("ssl_lightning")
 
 
-def downstream_key(settings: RunSettings, pretext_key: str | None, images: dict[str, Any] | None = None) -> str:
+def downstream_key(settings: RunSettings, pretext_key: str | None, images: dict[str, Any]) -> str:
     """The downstream work folder's key: the pretext key, the config keys declared for the downstream stage
     (ssl_lightning/config/identity.py) and the images' digest (`images_identity`), so a resumed cell never reuses
     candidates fitted under other settings or on other images."""
-    parts = {"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM)}
-    return config_key(parts if images is None else {**parts, "images": images})
+    return config_key({"pretext": pretext_key, "config": stage_values(settings.config, DOWNSTREAM), "images": images})
 
 
 def _image_identity(settings: RunSettings, pixels: dict[str, Any]) -> dict[str, Any]:
