@@ -68,7 +68,9 @@ class DownstreamOutcome:
     selected_on: str = "best_val_acc"  # best_val_<monitor> | cv_<monitor> | last
     select: str = "val"  # the resolved downstream.select
     selection_note: str = ""
-    cv_folds: int | None = None
+    cv_folds: int | None = None  # folds of the labelled set under select=cv
+    selection_score: float | None = None  # the monitored metric the choice was made on (validation or fold mean)
+    selection_loss: float | None = None  # the folds' mean held-out loss there (select=cv)
     validation: dict[str, float] = field(default_factory=dict)  # validation metrics of the tested checkpoint
     best_epoch: int = 0  # 1-based epoch of the tested checkpoint
     chosen_lr: float = 0.0
@@ -101,8 +103,7 @@ class DownstreamOutcome:
                       probe_layer=self.probe_layer, diverged_candidates=list(self.diverged),
                       downstream_steps=self.steps, labeled_images_seen=self.labeled_images_seen,
                       select=self.select, selection_note=self.selection_note, cv_folds=self.cv_folds,
-                      selection_score=self.validation.get("cv_score", self.validation.get(self.monitor)),
-                      selection_loss=self.validation.get("cv_loss"))
+                      selection_score=self.selection_score, selection_loss=self.selection_loss)
         return values
 
 
@@ -126,6 +127,8 @@ class Fitted:
     steps: int = 0  # optimiser steps taken
     labeled_images_seen: int = 0  # distinct labelled images the first training epoch touched (all processes)
     best_step: int = 0  # optimiser steps behind the selected checkpoint
+    cv_folds: int | None = None  # select=cv: the folds `score` is the mean over
+    cv_loss: float | None = None  # select=cv: the folds' mean held-out loss at the chosen step
 
 
 @dataclass(frozen=True)
@@ -330,7 +333,8 @@ def _cross_validated_refit(settings: RunSettings, encoder: Encoder, images: Imag
     if summary.is_file():
         done = json.loads(summary.read_text())
         return [(Fitted(candidate, choice.score, dict(done["validation"]), Path(done["path"]), done["epoch"],
-                        done["epochs"], done["steps"], done["labeled_images_seen"], choice.step), folder)], diverged
+                        done["epochs"], done["steps"], done["labeled_images_seen"], choice.step, choice.folds,
+                        choice.loss), folder)], diverged
     module = _classifier(settings, encoder, images, candidate, schedule_steps=plan.max_steps)
     # The refit is validated at the folds' check points when there are validation images: TensorBoard's downstream
     # curves, not a choice (the step is fixed by the folds).
@@ -346,9 +350,9 @@ def _cross_validated_refit(settings: RunSettings, encoder: Encoder, images: Imag
     # best_val_* stay what they are for every protocol: the tested network on the validation split (none without)
     validation = {metric: float(trainer.callback_metrics[validation_key(metric)]) for metric in METRICS
                   if validate and validation_key(metric) in trainer.callback_metrics}
-    validation.update(cv_score=choice.score, cv_loss=choice.loss, cv_folds=float(choice.folds))
     fitted = Fitted(candidate, choice.score, validation, path, int(trainer.current_epoch) + 1,
-                    int(trainer.current_epoch) + 1, int(trainer.global_step), len(seen), choice.step)
+                    int(trainer.current_epoch) + 1, int(trainer.global_step), len(seen), choice.step, choice.folds,
+                    choice.loss)
     if trainer.is_global_zero:
         write_json(summary, {"validation": validation, "path": str(path), "epoch": fitted.epoch,
                              "epochs": fitted.epochs, "steps": fitted.steps, "labeled_images_seen": len(seen)})
@@ -407,7 +411,9 @@ def run_downstream(settings: RunSettings, encoder: Encoder, images: ImageSet, sp
         selected_on=selected_on(selection.select, selection.monitor),
         select=selection.select,
         selection_note=selection.note,
-        cv_folds=int(chosen.validation["cv_folds"]) if "cv_folds" in chosen.validation else None,
+        cv_folds=chosen.cv_folds,
+        selection_score=chosen.score if math.isfinite(chosen.score) else None,
+        selection_loss=chosen.cv_loss,
         validation=chosen.validation,
         best_epoch=chosen.epoch,
         chosen_lr=chosen.candidate.lr,
