@@ -28,7 +28,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 def test_a_clear_inflation_is_ahead_and_a_small_one_is_inconclusive(tmp_path: Path) -> None:
     noise = [0.01, -0.02, 0.015, -0.005, 0.0, 0.01, -0.01, 0.02, -0.015, 0.005]
     tile = _write(tmp_path / "tile.csv", [("Rotation", s, 0.95 + e) for s, e in enumerate(noise)]
-                  + [("SimCLR", s, 0.80 + e) for s, e in enumerate(noise)])
+                  + [("SimCLR", s, 0.80 - e) for s, e in enumerate(noise)])
     patient = _write(tmp_path / "patient.csv", [("Rotation", s, 0.50 + e / 2) for s, e in enumerate(noise)]
                      + [("SimCLR", s, 0.80 - e) for s, e in enumerate(noise)])
     main(["--tile", str(tile), "--patient", str(patient), "--out", str(tmp_path / "out")])
