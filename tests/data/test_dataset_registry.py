@@ -168,3 +168,27 @@ def test_every_conf_file_names_a_registered_data_set_and_every_data_set_has_one(
     assert set(pretext) - {TARGET} <= set(registered)
     for name, spec in registered.items():  # data=<name> for a labelled one, pretext_data=<name> for the others
         assert name in (data if spec.downstream else pretext), f"{name} has no conf file"
+
+
+def test_a_manifest_as_pretext_data_is_checked_by_the_files_it_lists(tmp_path):
+    """Before the registry a manifest was on neither guard list, so a pretext manifest of the target's test
+    images passed."""
+    from PIL import Image
+
+    from ssl_lightning.data.imagefolder import load as load_imagefolder
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "tiles" / label).mkdir(parents=True)
+        for k in range(8):
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "tiles" / label / f"{k}.png")
+    target = DataConfig(name="imagefolder", root=str(tmp_path / "tiles"), image_cache=str(tmp_path / "cache"))
+    images = load_imagefolder(target)
+    split = make_label_split(images.train_labels.numpy(), 0.5, 0, 0.2, images.classes)
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label\n" + "".join(f"{path},x\n" for path in images.test_files))
+    sources = source_configs({TARGET: {}, "listed": {"name": "manifest", "manifest": str(manifest)}}, target)
+    with pytest.raises(UserError, match=rf"pretext_data.listed holds {len(images.test_files)} of the target's test "
+                                        r"images \(.*list.csv\)"):
+        check_pretext_leakage(sources, target, images, split.val)
