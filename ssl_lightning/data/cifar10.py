@@ -11,6 +11,7 @@ import torch
 from ssl_lightning.data.base import ImageSet, as_nchw_uint8
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.download import ensure_files
+from ssl_lightning.data.registry import DatasetSpec, register
 from ssl_lightning.data.safe_pickle import load_pickle
 from ssl_lightning.errors import UserError
 
@@ -65,3 +66,6 @@ def load(config: DataConfig) -> ImageSet:
         classes=_class_names(folder),
         notes=[f"CIFAR-10 from {folder}"],
     )
+
+
+register(DatasetSpec("cifar10", load, test_split="own", leakage="by_name"))

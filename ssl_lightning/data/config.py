@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ssl_lightning.data import registry
 from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
 
@@ -13,9 +14,6 @@ MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range (config/validation.py
 # 512 images of 32 x 32 px: evaluation batches hold at most this many pixels, so a 224 px cell evaluates 10 images
 # at a time instead of 512 (whose activations made up most of a 3 GB peak at 224 px; issue 21).
 EVAL_BATCH_PIXELS = 512 * 32 * 32
-# The data whose test split is drawn here (data.test_split), so data.test_folds can deal it in folds instead; the
-# built-in and synthetic data sets come with their test split.
-DRAWN_TEST_SPLIT = ("imagefolder", "manifest")
 
 
 def eval_batch(limit: int, pixels: int | None, height: int, width: int) -> int:
@@ -104,7 +102,8 @@ class DataConfig:
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
             raise UserError(f"data.test_folds={folds} must be a whole number >= 2 (e.g. 5: every patient tested once "
                             "across 5 runs) or null (one test split, data.test_split)")
-        if self.name not in DRAWN_TEST_SPLIT:
+        spec = registry.find(self.name)  # test_split="drawn" (registry.py): data.test_folds can deal it in folds
+        if spec is None or not spec.drawn_test_split:
             raise UserError(f"data.test_folds={folds}: data={self.name} has a fixed test split (the data set's own); "
                             "cross-validation of the test split needs data=imagefolder or data=manifest whose test "
                             "split is drawn here (data.test_split)")

@@ -9,6 +9,7 @@ import torch
 from ssl_lightning.data.base import ImageSet, as_nchw_uint8
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.idx_format import read_idx
+from ssl_lightning.data.registry import DatasetSpec, register
 from ssl_lightning.errors import UserError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -86,3 +87,6 @@ def load(config: DataConfig) -> ImageSet:
         classes=list(CLASSES),
         notes=[f"Fashion-MNIST from {files['train_images'].parent}"],
     )
+
+
+register(DatasetSpec("fashion_mnist", load, test_split="own", leakage="by_name"))

@@ -17,6 +17,7 @@ from ssl_lightning.data.folder_decode import decode_files
 from ssl_lightning.data.group_split import GroupIndex, draw_whole_groups
 from ssl_lightning.data.groups import folder_groups, log_group_counts, parse_rule
 from ssl_lightning.data.image_files import list_images
+from ssl_lightning.data.registry import DatasetSpec, register
 from ssl_lightning.errors import UserError
 
 
@@ -112,3 +113,14 @@ def load(config: DataConfig) -> ImageSet:
                     test_files=test_files,
                     train_groups=None if kept_groups is None else kept_groups[train_idx],
                     test_groups=None if kept_groups is None else kept_groups[test_idx])
+
+
+def files(config: DataConfig) -> tuple[Path, list[Path]] | None:
+    """Its images as the leakage guard sees them: every image below data.root, data.include or not (train/ and
+    test/ alike), so a copy of the target's held-out images is found wherever it sits."""
+    root = Path(config.root).expanduser() if config.root else None
+    return (root, list_images(root, None)) if root is not None and root.is_dir() else None
+
+
+register(DatasetSpec("imagefolder", load, test_split="drawn", leakage="files", files=files,
+                     decode_at_target_size=True, groups=True))

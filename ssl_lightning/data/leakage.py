@@ -3,8 +3,9 @@
 Pretext training on images the downstream stage later selects on or is tested on inflates the result. The
 guard by name (same data set and root -> only the target's training pool) misses another entry pointing at
 the same files: an `unlabeled_folder` at the target's root, a copy of the test folder elsewhere, or a built-in
-data set named again with another root. Folders are compared by resolved path and, for files of equal size,
-by the sha256 of their bytes (only size matches are hashed, so the check stays cheap on large folders).
+data set named again with another root. Each data set's spec (data/registry.py, a required field) says how it
+is checked: by name, or by its files, which are compared by resolved path and, for files of equal size, by the
+sha256 of their bytes (only size matches are hashed, so the check stays cheap on large folders).
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ import numpy as np
 
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
-from ssl_lightning.data.image_files import list_images
+from ssl_lightning.data.registry import find
 from ssl_lightning.errors import UserError
 from ssl_lightning.file_hash import file_sha256
-
-BUILT_IN = ("fashion_mnist", "cifar10", "stl10")
-FOLDERS = ("imagefolder", "unlabeled_folder")
 
 
 class _Protected:
@@ -76,7 +74,8 @@ def check_pretext_leakage(sources: dict[str, DataConfig | None], target_config: 
     for entry, config in sources.items():
         if config is None:
             continue  # the target itself: its training pool only, by construction
-        if config.name == target_config.name and config.name in BUILT_IN:
+        spec = find(config.name)  # an unknown name: load_sources reports it
+        if config.name == target_config.name and spec is not None and spec.leakage == "by_name":
             raise UserError(f"pretext_data.{entry} is the target data set {config.name} again with another root "
                             f"({config.root} vs {target_config.root}), so it holds the target's validation and test "
                             f"images; drop it or give both the same root")
@@ -85,15 +84,16 @@ def check_pretext_leakage(sources: dict[str, DataConfig | None], target_config: 
         return
     index = _Protected(protected)
     for entry, config in sources.items():
-        if config is None or config.name not in FOLDERS or not config.root:
+        spec = None if config is None else find(config.name)
+        if config is None or spec is None or spec.files is None:
             continue
-        root = Path(config.root).expanduser()
-        if not root.is_dir():
-            continue  # the loader reports a missing folder in its own words
-        include = config.include if config.name == "unlabeled_folder" else None
-        held = index.held_by(list_images(root, include))
+        listed = spec.files(config)
+        if listed is None:
+            continue  # the loader reports a missing folder or file in its own words
+        where, files = listed
+        held = index.held_by(files)
         if held:
-            raise UserError(f"pretext_data.{entry} holds {_describe(held, index.kind)} ({root}); "
+            raise UserError(f"pretext_data.{entry} holds {_describe(held, index.kind)} ({where}); "
                             "point it at a folder without them")
 
 

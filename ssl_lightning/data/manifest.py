@@ -21,6 +21,7 @@ from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.folder_decode import decode_files
 from ssl_lightning.data.groups import log_group_counts, manifest_groups, parse_rule
 from ssl_lightning.data.imagefolder import grouped_test_split
+from ssl_lightning.data.registry import DatasetSpec, register
 from ssl_lightning.errors import UserError
 from ssl_lightning.file_hash import file_sha256
 
@@ -209,3 +210,14 @@ def load(config: DataConfig) -> ImageSet:
                     test_files=decoded.files[test_idx],
                     train_groups=None if kept_groups is None else kept_groups[train_idx],
                     test_groups=None if kept_groups is None else kept_groups[test_idx])
+
+
+def files(config: DataConfig) -> tuple[Path, list[Path]] | None:
+    """Its images as the leakage guard sees them: every file the manifest lists (train and test rows)."""
+    path = Path(config.manifest).expanduser().resolve() if config.manifest else None
+    return (path, read_manifest(path).files) if path is not None and path.is_file() else None
+
+
+# As pretext data a manifest is decoded at its own size and then resized (decode_at_target_size=False), as before
+# the registry; True would match the folders.
+register(DatasetSpec("manifest", load, test_split="drawn", leakage="files", files=files, groups=True))

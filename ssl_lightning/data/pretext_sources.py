@@ -19,6 +19,7 @@ from ssl_lightning.data import load_dataset
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.mapped_images import ExpandChannels, LazyImages, ResizedImages, concatenate
+from ssl_lightning.data.registry import find
 from ssl_lightning.errors import UserError
 
 TARGET = "target"
@@ -65,7 +66,8 @@ def _same_data(a: DataConfig, b: DataConfig) -> bool:
 
     def where(config: DataConfig) -> tuple:
         root = str(Path(config.root).expanduser().resolve()) if config.root else None
-        return config.name, root, config.synthetic_seed if config.name == "synthetic" else None
+        spec = find(config.name)
+        return config.name, root, tuple(getattr(config, field) for field in spec.same_data) if spec else ()
 
     return where(a) == where(b)
 
@@ -96,8 +98,9 @@ def load_sources(sources: dict[str, DataConfig | None], image_size: int | None =
     """Load every other source; folders are decoded at the target's `image_size` (no resize afterwards)."""
 
     def at_size(config: DataConfig) -> DataConfig:
-        folder = config.name in ("imagefolder", "unlabeled_folder") and config.image_cache
-        return replace(config, image_size=image_size) if folder and image_size else config
+        spec = find(config.name)  # an unknown name: load_dataset reports it
+        at_target = spec is not None and spec.decode_at_target_size and config.image_cache
+        return replace(config, image_size=image_size) if at_target and image_size else config
 
     return {entry: load_dataset(at_size(config), pretext_only=True)
             for entry, config in sources.items() if config is not None}

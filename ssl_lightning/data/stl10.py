@@ -10,6 +10,7 @@ import torch
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.download import ensure_files
+from ssl_lightning.data.registry import DatasetSpec, register
 from ssl_lightning.errors import UserError
 
 FOLDER = "stl10_binary"
@@ -53,3 +54,6 @@ def load(config: DataConfig) -> ImageSet:
         extra_unlabeled=_read_images(unlabeled_path) if unlabeled_path.is_file() else None,
         notes=[f"STL-10 from {folder}"],
     )
+
+
+register(DatasetSpec("stl10", load, test_split="own", leakage="by_name"))

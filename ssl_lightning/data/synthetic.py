@@ -12,6 +12,7 @@ import torch
 
 from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
+from ssl_lightning.data.registry import DatasetSpec, register
 
 DEFAULT_SIZE = 16
 
@@ -43,3 +44,7 @@ def load(config: DataConfig) -> ImageSet:
     test_x, test_y = _generate(config.test_size, config.num_classes, size, config.channels, generator)
     classes = [f"class_{i}" for i in range(config.num_classes)]
     return ImageSet(train_x, train_y, test_x, test_y, classes, notes=[f"synthetic {size}px, {config.channels}ch"])
+
+
+register(DatasetSpec("synthetic", load, test_split="own", leakage="generated",
+                     same_data=("synthetic_seed",)))

@@ -10,6 +10,7 @@ from ssl_lightning.data.base import ImageSet
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.data.folder_decode import decode_files
 from ssl_lightning.data.image_files import list_images
+from ssl_lightning.data.registry import DatasetSpec, register
 from ssl_lightning.errors import UserError
 
 
@@ -29,3 +30,13 @@ def load(config: DataConfig) -> ImageSet:
     return ImageSet(images, torch.zeros(len(images), dtype=torch.long), images[:0], torch.zeros(0, dtype=torch.long),
                     classes=[], notes=[f"unlabeled_folder {root}: {len(images)} images"], train_files=decoded.files,
                     test_files=decoded.files[:0])
+
+
+def files(config: DataConfig) -> tuple[Path, list[Path]] | None:
+    """Its images as the leakage guard sees them: those matching data.include below data.root."""
+    root = Path(config.root).expanduser() if config.root else None
+    return (root, list_images(root, config.include)) if root is not None and root.is_dir() else None
+
+
+register(DatasetSpec("unlabeled_folder", load, test_split="none", leakage="files", files=files,
+                     decode_at_target_size=True))

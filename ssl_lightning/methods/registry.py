@@ -25,8 +25,26 @@ FIXMATCH = "fixmatch"  # the semi-supervised arm without a pretext stage (evalua
 FIXMATCH_RANK = SUPERVISED_RANK + 1  # beside the supervised baseline it extends with the unlabelled pool
 PRETRAINED = "pretrained"  # someone else's encoder as it is (backbone.init): probed, not a method
 PRETRAINED_RANK = 900  # after every method, before the floor (raw pixels) and the ceiling
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """An experiment that is not a pretext method (no pretext stage): a baseline or a semi-supervised arm. Its
+    report column and rank sit in the same table as the methods' (`display`, `experiments`)."""
+
+    name: str  # +experiment=<name>
+    display: str  # the report's column name
+    rank: int  # column order among the methods' ranks
+
+
+ARMS: dict[str, ArmSpec] = {arm.name: arm for arm in (
+    ArmSpec(SUPERVISED, "Supervised", SUPERVISED_RANK),
+    ArmSpec(FIXMATCH, "FixMatch", FIXMATCH_RANK),
+    ArmSpec(PRETRAINED, "Pretrained", PRETRAINED_RANK),
+    ArmSpec(RAW_PIXELS, "Raw pixels", RAW_PIXELS_RANK),
+)}
 # The arms with no pretext stage: a sweep's pretext keys do not touch them.
-NO_PRETEXT_STAGE = frozenset({SUPERVISED, FIXMATCH, PRETRAINED})
+NO_PRETEXT_STAGE = frozenset(ARMS)
 
 
 class MethodParams:
@@ -132,13 +150,15 @@ def methods() -> dict[str, MethodSpec]:
 
 
 def experiments() -> list[str]:
-    """Every valid `+experiment=` name: the registered methods, the supervised baseline, FixMatch, pretrained
-    weights and raw pixels."""
-    ranked = [(spec.rank, name) for name, spec in methods().items()] + [(SUPERVISED_RANK, SUPERVISED),
-                                                                        (FIXMATCH_RANK, FIXMATCH),
-                                                                        (PRETRAINED_RANK, PRETRAINED),
-                                                                        (RAW_PIXELS_RANK, RAW_PIXELS)]
+    """Every valid `+experiment=` name in report order: the registered methods and the arms (ARMS)."""
+    ranked = [(spec.rank, name) for name, spec in methods().items()] + [(arm.rank, name) for name, arm in ARMS.items()]
     return [name for _, name in sorted(ranked)]
+
+
+def display(name: str) -> str:
+    """The report's column name of an experiment (a method's or an arm's); the name itself when unknown."""
+    spec = methods().get(name) or ARMS.get(name)
+    return spec.display if spec is not None else name
 
 
 def get(name: str) -> MethodSpec:

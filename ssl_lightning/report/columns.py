@@ -9,9 +9,7 @@ from ssl_lightning.methods.supervised_features import NAME as SUPERVISED_FEATURE
 from ssl_lightning.record import RunRecord
 
 METHODS = tuple(registry.experiments())  # the original study's order first, then the other registered methods
-DISPLAY = {**{name: spec.display for name, spec in registry.methods().items()}, registry.SUPERVISED: "Supervised",
-           registry.RAW_PIXELS: "Raw pixels", registry.FIXMATCH: "FixMatch",
-           registry.PRETRAINED: "Pretrained"}
+DISPLAY = {name: registry.display(name) for name in METHODS}  # the methods' and the arms' (registry.ARMS) names
 RANDOM_ENCODER = "Random encoder"  # the supervised experiment under a frozen probe: nothing was trained before
 # The bounds of every frozen-feature table, its last two columns (registry ranks): the floor, then the ceiling.
 FLOOR = registry.RAW_PIXELS  # no encoder: the probe on the pixels
