@@ -44,13 +44,15 @@ def words_for_key(metric_key: str) -> str:
     return spec_for_key(metric_key).words
 
 
-GROUPED_DATA = ("imagefolder", "manifest")  # the data whose images can have patients (data.group_by)
 OTHER_CHOICES = "use --metric acc, balanced_acc or macro_f1"
 
 
 def _ungrouped(run) -> bool:
     """A run known to have had no patient groups: built-in data (one image per group) or data.group_by=none."""
-    return run.data not in GROUPED_DATA or (run.config or {}).get("data.group_by") == "none"
+    from ssl_lightning.data import registry
+
+    spec = registry.find(run.data)  # the data set's own declaration, not a list of names to keep up to date
+    return not (spec is not None and spec.groups) or (run.config or {}).get("data.group_by") == "none"
 
 
 def require(metric: str, runs: list) -> None:
