@@ -2,7 +2,7 @@
 
 Hydra's basic sweeper expands `-m` overrides one cell at a time, so a bad value in the third cell used to stop the
 sweep after two cells had trained. Here the command line is parsed with Hydra's own override parser, expanded
-into cells the way the basic sweeper does (`BasicSweeper.split_arguments`), and each cell is composed with the
+into cells the way the basic sweeper does (config/sweep_cells.py), and each cell is composed with Hydra's public
 Compose API (nothing written) and turned into typed settings. Then the checks that cost milliseconds and would
 otherwise fail after training: strict booleans, trainer devices/precision/strategy, a writable `paths.cache`,
 `downstream.probe_layer` against the backbone's stages, data roots that are files, required values left `???`,
@@ -40,12 +40,8 @@ def _is_group(name: str, groups: set[str]) -> bool:
 
 
 def _group_choices(cell: list[str], groups: set[str]) -> tuple[str, ...]:
-    chosen = []
-    for line in cell:
-        name = line.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
-        if _is_group(name, groups):
-            chosen.append(line)
-    return tuple(chosen)
+    """The cell's overrides that choose config group options (`profile=smoke`, `+experiment=simclr`)."""
+    return tuple(override.input_line for override in parse(cell) if _is_group(override.key_or_group, groups))
 
 
 def _existing_file_above(path: Path) -> Path | None:
@@ -170,31 +166,41 @@ def cells_of(argv: list[str]) -> tuple[list[list[str]], bool] | None:
     return expand(parse(args), multirun), multirun
 
 
+def _apply_values(config: Any, overrides: list[Any]) -> bool:
+    """Apply value overrides to a composed config with OmegaConf's public calls, the way Hydra applies them after
+    building the defaults list (`key=v` merges into an existing key, `++key=v` adds or merges); False, with
+    `config` to be thrown away, for anything else or anything that fails, so that Hydra composes the cell itself
+    and names the problem in its own words."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for override in overrides:
+        name = override.key_or_group
+        if override.package is not None or override.is_add() or override.is_delete() or name == "hydra" \
+                or name.startswith(("hydra.", "hydra/")):
+            return False
+        try:
+            OmegaConf.update(config, name, override.value(), merge=True, force_add=override.is_force_add())
+        except (OmegaConfBaseException, ValueError, TypeError):
+            return False
+    return True
+
+
 def _cell_config(compose: Any, cell: list[str], groups: set[str], composed: dict[tuple[str, ...], Any]) -> Any:
     """The cell's composed config. Cells that choose the same config groups differ only in values: the first is
-    composed in full, the others copy it and apply their own value overrides the way Hydra's config loader does
-    after building the defaults list, which keeps a 100-cell sweep's check to seconds."""
+    composed in full, the others copy it and apply their own value overrides (`_apply_values`), which keeps a
+    100-cell sweep's check to seconds; anything else is composed in full."""
     import copy
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     choices = _group_choices(cell, groups)
     if choices not in composed:
         composed[choices] = (cell, _compose(compose, cell))
         return composed[choices][1]
     first_cell, first_config = composed[choices]
-    differing = parse([line for line in cell if line not in first_cell])
-    if len(cell) != len(first_cell) or any(o.is_add() or o.is_delete() or o.key_or_group.startswith("hydra")
-                                           for o in differing):
-        return _compose(compose, cell)
     config = copy.deepcopy(first_config)
-    try:
-        ConfigLoaderImpl._apply_overrides_to_config(differing, config)
-    except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise UserError(one_line(error)) from None
-    return config
+    if len(cell) == len(first_cell) and _apply_values(config, parse([line for line in cell if line not in first_cell])):
+        return config
+    return _compose(compose, cell)
 
 
 def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
