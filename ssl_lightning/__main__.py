@@ -75,9 +75,9 @@ def main(cfg: DictConfig) -> None:
 
 def _with_default_profile(argv: list[str]) -> list[str]:
     """profile=paper on a CUDA machine, profile=cpu elsewhere, unless the user chose one."""
-    if any(arg.startswith(("profile=", "+profile=", "~profile")) for arg in argv[1:]):
-        return argv
     if any(arg in ("--help", "-h", "--hydra-help", "--info") for arg in argv[1:]):
+        return argv
+    if any(override.key_or_group == "profile" for override in parse([a for a in argv[1:] if not a.startswith("-")])):
         return argv
     import torch
 

@@ -1,15 +1,14 @@
 """Checks of the command line made before Hydra composes anything, so that a misspelt config group option
-gets our one-line error (exit code 2) listing the valid names instead of Hydra's multi-line report."""
+gets our one-line error (exit code 2) listing the valid names instead of Hydra's multi-line report. The command
+line is read with Hydra's own override parser (config/sweep_cells.py `parse`), never with patterns of our own."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import Any
 
+from ssl_lightning.config.sweep_cells import parse
 from ssl_lightning.errors import UserError
-
-_GROUP_OVERRIDE = re.compile(r"^\+?(?P<group>[a-z_]+)=(?P<value>[^()\[\]{}]*)$")
-_LIST_OVERRIDE = re.compile(r"^\+?(?P<group>[a-z_]+)=\[(?P<value>[^()\[\]{}]*)\]$")
 
 
 def group_options(config_dir: Path) -> dict[str, list[str]]:
@@ -21,21 +20,35 @@ def group_options(config_dir: Path) -> dict[str, list[str]]:
     }
 
 
+def _parsed(argv: list[str]) -> list[tuple[str, Any]]:
+    """(argument, Hydra's parsed override) for every override of argv (flags such as -m left out)."""
+    return [(arg, override) for arg in argv if not arg.startswith("-") for override in parse([arg])]
+
+
+def _values(override: Any) -> list[str]:
+    """The option names an override chooses: one, each value of a discrete sweep (`a,b`, `choice(a,b)`), or each
+    item of a list (`[a,b]`, several options of one group); none for a deletion or an `interval()`."""
+    if override.is_delete():
+        return []
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator()) if override.is_discrete_sweep() else []
+    value = override.value()
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return [value if isinstance(value, str) else override.get_value_element_as_str()]  # 'quoted' without quotes
+
+
 def check_group_choices(argv: list[str], config_dir: Path) -> None:
     """Raise UserError for `group=name` (also `a,b` sweeps and `[a,b]` lists) naming no config file."""
     groups = group_options(config_dir)
-    for arg in argv:
-        match = _GROUP_OVERRIDE.match(arg) or _LIST_OVERRIDE.match(arg)
-        if not match or match["group"] not in groups:
+    for _, override in _parsed(argv):
+        group = override.key_or_group
+        if group not in groups:
             continue
-        group = match["group"]
-        for value in filter(None, (v.strip() for v in match["value"].split(","))):
+        for value in _values(override):
             if value not in groups[group] and value != "null":
                 plus = "+" if group == "experiment" else ""
                 raise UserError(f"unknown {group} {value!r}; valid: {', '.join(groups[group])} ({plus}{group}=<name>)")
-
-
-_VALUE_OVERRIDE = re.compile(r"^(?P<section>[a-z_]+)\.(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$")
 
 
 def method_sections(config_dir: Path) -> dict[str, set[str]]:
@@ -57,24 +70,29 @@ def route_method_overrides(argv: list[str], config_dir: Path) -> list[str]:
     which hash only their own section into the store key); unknown keys then get our one-line error from the
     method's typed parameters. A section that none of the chosen experiments uses is an error."""
     sections = method_sections(config_dir)
+    parsed = _parsed(argv)
     chosen: list[str] = []
-    for arg in argv:
-        match = _GROUP_OVERRIDE.match(arg)
-        if match and match["group"] == "experiment":
-            chosen = [v.strip() for v in match["value"].split(",") if v.strip()]
+    for _, override in parsed:
+        if override.key_or_group == "experiment" and override.package is None and not override.is_delete():
+            chosen = [value for value in _values(override) if value != "null"]  # the last choice wins, as in Hydra
     every_section = set().union(*sections.values()) if sections else set()
     if not chosen:
         return argv
+    from hydra.core.override_parser.types import OverrideType
+
+    plain_values = {arg: override for arg, override in parsed if override.type == OverrideType.CHANGE
+                    and override.package is None and "." in override.key_or_group}
     routed = []
     for arg in argv:
-        match = _VALUE_OVERRIDE.match(arg)
-        if not match or match["section"] not in every_section:
+        override = plain_values.get(arg)
+        section, _, key = override.key_or_group.partition(".") if override is not None else ("", "", "")
+        if section not in every_section:
             routed.append(arg)
             continue
-        users = [name for name in chosen if match["section"] in sections.get(name, set())]
+        users = [name for name in chosen if section in sections.get(name, set())]
         if not users:
-            owners = sorted(name for name, held in sections.items() if match["section"] in held)
-            raise UserError(f"{match['section']}.{match['key']} is a hyper-parameter of +experiment="
-                            f"{','.join(owners)}, not of {','.join(chosen)}; drop it or choose that experiment")
+            owners = sorted(name for name, held in sections.items() if section in held)
+            raise UserError(f"{section}.{key} is a hyper-parameter of +experiment={','.join(owners)}, not of "
+                            f"{','.join(chosen)}; drop it or choose that experiment")
         routed.append(f"++{arg}")
     return routed

@@ -2,7 +2,7 @@
 
 Hydra's basic sweeper expands `-m` overrides one cell at a time, so a bad value in the third cell used to stop the
 sweep after two cells had trained. Here the command line is parsed with Hydra's own override parser, expanded
-into cells the way the basic sweeper does (`BasicSweeper.split_arguments`), and each cell is composed with the
+into cells the way the basic sweeper does (config/sweep_cells.py), and each cell is composed with Hydra's public
 Compose API (nothing written) and turned into typed settings. Then the checks that cost milliseconds and would
 otherwise fail after training: strict booleans, trainer devices/precision/strategy, a writable `paths.cache`,
 `downstream.probe_layer` against the backbone's stages, data roots that are files, required values left `???`,
@@ -40,12 +40,8 @@ def _is_group(name: str, groups: set[str]) -> bool:
 
 
 def _group_choices(cell: list[str], groups: set[str]) -> tuple[str, ...]:
-    chosen = []
-    for line in cell:
-        name = line.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
-        if _is_group(name, groups):
-            chosen.append(line)
-    return tuple(chosen)
+    """The cell's overrides that choose config group options (`profile=smoke`, `+experiment=simclr`)."""
+    return tuple(override.input_line for override in parse(cell) if _is_group(override.key_or_group, groups))
 
 
 def _existing_file_above(path: Path) -> Path | None:
@@ -116,33 +112,39 @@ def check_probe_layer(settings: Any) -> None:
                         f"stages 1..{stages}; use a number in that range, last or best")
 
 
-def _job_values(config: Any) -> dict[str, Any]:
+def _job(config: Any) -> Any:
+    """A copy of the config without its Hydra node (what the run sees), struct like the composed config, so that
+    a value override of a key it lacks fails as it would in Hydra."""
     from omegaconf import OmegaConf
 
     job = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    OmegaConf.set_struct(job, OmegaConf.is_struct(config))
+    return job
+
+
+def _values(job: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
     values = OmegaConf.to_container(job, resolve=True, throw_on_missing=False)
     assert isinstance(values, dict)
     return values
 
 
-def check_cell(config: Any, defaults: Any, multirun: bool) -> None:
-    """All cheap checks of one composed cell (its Hydra node included); UserError on the first problem."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
+def check_cell(config: Any, job: Any, defaults: dict[str, Any], multirun: bool) -> None:
+    """All cheap checks of one cell: `config` holds its Hydra node (output folder; set as HydraConfig by the caller
+    for ${hydra:runtime.cwd} in paths.cache), `job` the rest, checked against the resolved values of its groups'
+    defaults; UserError on the first problem."""
     from ssl_lightning.config import settings as settings_module
     from ssl_lightning.training.trainer_factory import check_accelerator
 
-    HydraConfig.instance().set_config(config)  # ${hydra:runtime.cwd} in paths.cache
     if multirun:
         check_output_dir(str(config.hydra.sweep.dir), "hydra.sweep.dir")
     else:
         check_output_dir(str(config.hydra.run.dir), "hydra.run.dir")
-    values = _job_values(config)
+    values = _values(job)
     check_missing(values)
-    check_booleans(values, _job_values(defaults))
+    check_booleans(values, defaults)
     check_roots(values)
-    job = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
     settings = settings_module.from_config(job)
     check_accelerator(settings.trainer)
     check_trainer(settings.trainer)
@@ -170,31 +172,42 @@ def cells_of(argv: list[str]) -> tuple[list[list[str]], bool] | None:
     return expand(parse(args), multirun), multirun
 
 
-def _cell_config(compose: Any, cell: list[str], groups: set[str], composed: dict[tuple[str, ...], Any]) -> Any:
-    """The cell's composed config. Cells that choose the same config groups differ only in values: the first is
-    composed in full, the others copy it and apply their own value overrides the way Hydra's config loader does
-    after building the defaults list, which keeps a 100-cell sweep's check to seconds."""
-    import copy
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.errors import HydraException
+def _apply_values(config: Any, overrides: list[Any]) -> bool:
+    """Apply value overrides to a composed config with OmegaConf's public calls, the way Hydra applies them after
+    building the defaults list (`key=v` merges into an existing key, `++key=v` adds or merges); False, with
+    `config` to be thrown away, for anything else or anything that fails, so that Hydra composes the cell itself
+    and names the problem in its own words."""
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    for override in overrides:
+        name = override.key_or_group
+        if override.package is not None or override.is_add() or override.is_delete() or name == "hydra" \
+                or name.startswith(("hydra.", "hydra/")):
+            return False
+        try:
+            OmegaConf.update(config, name, override.value(), merge=True, force_add=override.is_force_add())
+        except (OmegaConfBaseException, ValueError, TypeError):
+            return False
+    return True
+
+
+def _cell_config(compose: Any, cell: list[str], groups: set[str],
+                 composed: dict[tuple[str, ...], Any]) -> tuple[Any, Any]:
+    """(the config holding the cell's Hydra node, the cell's job config). Cells that choose the same config groups
+    differ only in values: the first is composed in full, the others copy its job part and apply their own value
+    overrides (`_apply_values`), sharing its Hydra node (a sweep has one `hydra.sweep.dir`, which Hydra resolves
+    once for the whole sweep); this keeps a 100-cell sweep's check to seconds. Anything else is composed in full."""
     choices = _group_choices(cell, groups)
     if choices not in composed:
         composed[choices] = (cell, _compose(compose, cell))
-        return composed[choices][1]
+        return composed[choices][1], _job(composed[choices][1])
     first_cell, first_config = composed[choices]
-    differing = parse([line for line in cell if line not in first_cell])
-    if len(cell) != len(first_cell) or any(o.is_add() or o.is_delete() or o.key_or_group.startswith("hydra")
-                                           for o in differing):
-        return _compose(compose, cell)
-    config = copy.deepcopy(first_config)
-    try:
-        ConfigLoaderImpl._apply_overrides_to_config(differing, config)
-    except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise UserError(one_line(error)) from None
-    return config
+    job = _job(first_config)
+    if len(cell) == len(first_cell) and _apply_values(job, parse([line for line in cell if line not in first_cell])):
+        return first_config, job
+    config = _compose(compose, cell)
+    return config, _job(config)
 
 
 def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
@@ -205,20 +218,25 @@ def check_run(argv: list[str], config_dir: Path, groups: set[str]) -> int:
     _check_repeated_groups(parse([a for a in argv if not a.startswith("-")]), groups)
     cells, multirun = found
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf.errors import OmegaConfBaseException
 
-    defaults: dict[tuple[str, ...], Any] = {}
+    defaults: dict[tuple[str, ...], dict[str, Any]] = {}
     composed: dict[tuple[str, ...], Any] = {}
+    hydra_node_of = None
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3",
                                job_name="ssl_lightning"):
         for number, cell in enumerate(cells, start=1):
             try:
-                config = _cell_config(compose, cell, groups, composed)
+                config, job = _cell_config(compose, cell, groups, composed)
                 choices = _group_choices(cell, groups)
-                if choices not in defaults:
-                    defaults[choices] = _compose(compose, list(choices), hydra_node=False)
                 try:
-                    check_cell(config, defaults[choices], multirun)
+                    if config is not hydra_node_of:  # cells that share a Hydra node set it once
+                        HydraConfig.instance().set_config(config)
+                        hydra_node_of = config
+                    if choices not in defaults:  # resolved once per group choice
+                        defaults[choices] = _values(_compose(compose, list(choices), hydra_node=False))
+                    check_cell(config, job, defaults[choices], multirun)
                 except OmegaConfBaseException as error:  # e.g. an interpolation that resolves to nothing
                     raise UserError(f"cannot resolve the configuration: {one_line(error)}") from None
             except UserError as error:

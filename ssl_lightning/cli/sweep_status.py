@@ -36,7 +36,10 @@ def remember_cells(argv: list[str]) -> None:
 
 
 def _key(line: str) -> str:
-    return line.lstrip("+~").split("=", 1)[0]
+    """The key or group a task override sets, as Hydra's parser reads it."""
+    from ssl_lightning.cli.preflight import parse
+
+    return str(parse([line])[0].key_or_group)
 
 
 def cell_name(task: list[str], num: int | None) -> str:

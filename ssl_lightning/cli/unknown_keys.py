@@ -99,10 +99,10 @@ def check_known_keys(argv: list[str], config_dir: Path, groups: set[str]) -> Non
         if not override.is_sweep_override():
             base.append(override.input_line)
         elif is_group(name):
-            prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
+            key = override.get_key_element()  # e.g. `+experiment`, as Hydra's basic sweeper spells a cell
             values = list(override.sweep_string_iterator())
-            sweeps.append((f"{prefix}{name}", values))
-            base.append(f"{prefix}{name}={values[0]}")
+            sweeps.append((key, values))
+            base.append(f"{key}={values[0]}")
     config = _compose(config_dir, base)
     if config is None:
         return

@@ -1,9 +1,12 @@
-"""A command line's Hydra overrides, parsed with Hydra's own parser and expanded into sweep cells the way the basic
-sweeper does (`BasicSweeper.split_arguments`): shared by the sweep check before any cell trains (cli/preflight.py)
-and the report, which names the cells a stopped sweep never ran (report/missing.py)."""
+"""A command line's Hydra overrides, parsed with Hydra's own parser and expanded into sweep cells the way Hydra's
+basic sweeper does (the cartesian product of the swept values, keys in command-line order, a repeated key at its
+first place with its last values), through the parsed overrides' public methods only: shared by the sweep check
+before any cell trains (cli/preflight.py) and the report, which names the cells a stopped sweep never ran
+(report/missing.py)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from ssl_lightning.errors import UserError
@@ -33,13 +36,22 @@ def parse(args: list[str]) -> list[Any]:
 
 
 def expand(overrides: list[Any], multirun: bool) -> list[list[str]]:
-    """The cells as lists of override strings (the basic sweeper's order); one cell without -m."""
+    """The cells as lists of override strings, in the basic sweeper's order and spelling (the report matches them
+    against the `.hydra/overrides.yaml` Hydra writes); one cell without -m. Only discrete sweeps (`a,b`,
+    `choice()`, `range()`) expand into cells, as in the basic sweeper; `interval()` is one line."""
     if not multirun:
         return [[override.input_line for override in overrides]]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    batches = BasicSweeper.split_arguments(overrides, None)
-    return [list(cell) for batch in batches for cell in batch]
+    values: dict[str, list[str]] = {}  # a repeated key keeps its first place and takes its last values
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            values[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise UserError(f"{override.input_line}: the basic sweeper cannot sweep "
+                            f"{type(override.value()).__name__}; list the values (a,b,c), or use choice() or range()")
+    return [list(cell) for cell in itertools.product(*values.values())]
 
 
 def varying(cells: list[list[str]], cell: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 NESTED = re.compile(r"(fold|split)_-?\d+")
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BASIC_SWEEPER = "BasicSweeper"  # the class `hydra.sweeper._target_` names; its module is Hydra's private business
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _sweep_missing(sweep: Path, root: Path, started: set[frozenset[str]]) -> tup
         hydra = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]
         sweeper = hydra["sweeper"]
         task = [str(line) for line in hydra["overrides"]["task"]]
-        if sweeper.get("_target_") != BASIC_SWEEPER:
+        if str(sweeper.get("_target_")).rpartition(".")[2] != BASIC_SWEEPER:
             return [], [f"{where} was swept by {sweeper.get('_target_')}: cells that never started cannot be "
                         "named, only started ones are checked"]
         params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
