@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest worker per core: the CLI processes each test starts get one thread too, or two
-    # workers' OpenMP threads spin on each other's cores (README, Performance: 5-15x slower).
+    # workers' OpenMP threads spin on each other's cores (docs/performance.md: 5-15x slower).
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
 
