@@ -17,6 +17,8 @@ import torch
 import yaml
 
 from ssl_lightning import record
+from ssl_lightning.data import load_dataset
+from ssl_lightning.data import registry as data_registry
 from ssl_lightning.data.config import DataConfig
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation import metrics
@@ -80,13 +82,16 @@ def test_add_a_method_registers_parses_and_trains(tmp_path, monkeypatch, private
 
 
 def test_add_a_data_set_loads_an_npz_and_refuses_in_one_line(tmp_path, monkeypatch):
+    data_registry.discover()  # every real data set first; the example registers into a copy of the registry
+    monkeypatch.setattr(data_registry, "_REGISTRY", dict(data_registry._REGISTRY))
     loader = module_from_guide("dataset", tmp_path, monkeypatch)
+    assert data_registry.get("npz").load is loader.load
     rng = np.random.default_rng(0)
     path = tmp_path / "images.npz"
     np.savez(path, train_images=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8),
              train_labels=np.arange(20) % 3, test_images=rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8),
              test_labels=np.arange(6) % 3)
-    images = loader.load(DataConfig(name="npz", root=str(path)))
+    images = load_dataset(DataConfig(name="npz", root=str(path)))
     assert tuple(images.train_images.shape) == (20, 3, 8, 8) and images.train_images.dtype == torch.uint8
     assert tuple(images.test_images.shape) == (6, 3, 8, 8) and images.classes == ["0", "1", "2"]
     assert images.train_labels.tolist() == [i % 3 for i in range(20)]
