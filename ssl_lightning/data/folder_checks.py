@@ -2,7 +2,7 @@
 
 A class with no training images cannot be learnt and one with no test images reports a per-class test accuracy of
 0.0 that means nothing; a `test/` folder byte-identical to `train/` measures memorisation, not generalisation.
-All three are refused (UserError, exit code 2) before anything trains: README, Robustness.
+All three are refused (UserError, exit code 2) before anything trains: docs/guide.md, "Robustness".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Decoding one image file into a uint8 C x H x W array (run inside the image store's decode workers).
 
-Measured on 224 px JPEG tiles (1 core, README "Image store"): torchvision.io.decode_image (libjpeg-turbo)
+Measured on 224 px JPEG tiles (1 core, docs/guide.md "The image store"): torchvision.io.decode_image (libjpeg-turbo)
 decodes about 1.2x faster than Pillow when no resize is needed; with a resize, Pillow's decode+resize is as
 fast or faster than decode_image + torch interpolate. So JPEGs already at the stored size go through
 torchvision, everything else (other formats, resizing, palette/alpha modes) through Pillow.

@@ -107,7 +107,7 @@ def load(config: DataConfig) -> ImageSet:
     train_files, test_files = decoded.files[train_idx], decoded.files[test_idx]
     if len(train_x) == 0:
         raise UserError(f"no readable training images in {root}; check data.include and the files")
-    check_folder_split(root, classes, train_y.numpy(), test_y.numpy(), train_files, test_files)  # README Robustness
+    check_folder_split(root, classes, train_y.numpy(), test_y.numpy(), train_files, test_files)  # guide: Robustness
     notes = [f"imagefolder {root}: {len(train_x)} train / {len(test_x)} test images, {train_x.shape[1]} channel(s)"]
     return ImageSet(train_x, train_y, test_x, test_y, classes, notes=notes, train_files=train_files,
                     test_files=test_files,

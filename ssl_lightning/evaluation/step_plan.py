@@ -2,7 +2,7 @@
 
 At few labels an epoch is one step (100 labels, batch 128), so a budget in epochs is a budget of a handful of
 steps: supervised from scratch at 10 labels per class scored 24% after the default 16 one-step epochs and 63%
-after 100 steps (README, few labels). `downstream.min_steps` sets a floor of optimiser steps: the run is lengthened
+after 100 steps (docs/guide.md). `downstream.min_steps` sets a floor of optimiser steps: the run is lengthened
 to whole multiples of `downstream.epochs`, so it is still validated `downstream.epochs` times, evenly spaced, and
 early stopping's patience counts those validation checks, not one-step epochs. Lightning's `min_steps` keeps early
 stopping from ending the run before the floor.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# downstream.min_steps: supervised from scratch at 10 labels per class on Fashion-MNIST (README, Few labels) reached
+# downstream.min_steps: supervised from scratch at 10 labels per class on Fashion-MNIST (docs/guide.md) reached
 # its plateau by about 100 steps (16 steps: 20-24%; 100-400 steps: 59-64%); twice that leaves room for encoders
 # that start further from it, at about 13 s of one core per cell.
 DEFAULT_MIN_STEPS = 200

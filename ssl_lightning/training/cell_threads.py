@@ -1,6 +1,6 @@
 """CPU threads for cells that share a machine (hydra/launcher=parallel): a fair share of the cores each.
 
-Measured on 2 cores (`python -m benchmarks.threads`, README Performance): two processes with two torch threads
+Measured on 2 cores (`python -m benchmarks.threads`, docs/performance.md): two processes with two torch threads
 each ran 7-9x slower per process than one alone (their OpenMP threads spin on each other's cores);
 OMP_WAIT_POLICY=PASSIVE recovered only part of that and slowed a process running alone by about 40%; one thread
 per process gave the highest total. So each of n cells gets cores // n threads, and the wait policy is left alone.
