@@ -28,6 +28,7 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import RAW_PIXELS_RANK, MethodParams, MethodSpec, register
 from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 NAME = "supervised_features"
 ENCODER_KIND = "supervised_all_labels"  # results.json `encoder`
@@ -94,7 +95,8 @@ class SupervisedFeatures(PretextMethod):
 class SupervisedFeaturesParams(MethodParams):
     """`supervised_features:` section (conf/experiment/supervised_features.yaml)."""
 
-    augment: bool = True  # the downstream fine-tuning's augmentation (shift, flip, stain jitter) while training
+    augment: bool = setting(True, "", "the downstream fine-tuning's augmentation (random shift, flip, "
+                            "data.hed_jitter) while training", PRETEXT)
 
 
 def build(encoder: Encoder, optim: OptimConfig, epochs: int, params: SupervisedFeaturesParams) -> SupervisedFeatures:

@@ -49,13 +49,13 @@ def test_unknown_experiment_lists_the_registered_ones():
 
 
 @pytest.mark.parametrize(("name", "values", "fragment"), [
-    ("byol", {"proj_dim": 0}, "byol.proj_dim=0 must be positive"),
-    ("byol", {"base_momentum": 1.5}, "byol.base_momentum=1.5 must be in [0, 1]"),
+    ("byol", {"proj_dim": 0}, "byol.proj_dim=0 must be a whole number >= 1"),
+    ("byol", {"base_momentum": 1.5}, "byol.base_momentum=1.5 must be a number in [0, 1]"),
     ("moco", {"queue_size": 2.5}, "moco.queue_size=2.5 must be an integer"),
     ("barlow_twins", {"lambd": "x"}, "barlow_twins.lambd='x' must be a number"),
     ("dino", {"local_crop_min_scale": 0.5}, "dino.local_crop_min_scale=0.5 must be in (0, local_crop_max_scale]"),
     ("dino", {"teacher_tmp": 0.1}, "unknown config key(s) ['dino.teacher_tmp']"),
-    ("simclr", {"grayscale_p": 2}, "simclr.grayscale_p=2.0 must be in [0, 1]"),
+    ("simclr", {"grayscale_p": 2}, "simclr.grayscale_p=2.0 must be a number in [0, 1]"),
 ])
 def test_bad_hyper_parameters_are_user_errors(name, values, fragment):
     with pytest.raises(UserError) as caught:
