@@ -151,7 +151,8 @@ def rule(f: Field) -> Rule | None:
     optional = is_optional(f)
     null = " or null" if optional else ""
     if isinstance(info.valid, Valid):
-        return Rule(info.valid.check, info.valid.words, optional)
+        words = info.valid.words
+        return Rule(info.valid.check, words if "null" in words else words + null, optional)
     text = info.valid
     if "|" in text:  # choices: documented here, checked where they are read (aliases, a message naming the option)
         return None

@@ -39,10 +39,10 @@ RANK = RAW_PIXELS_RANK + 1  # the two bounds close every frozen table: raw pixel
 class SupervisedFeatures(PretextMethod):
     """Cross-entropy on (image, pool label) batches; the head's size comes from the labelled data module."""
 
-    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, augment: bool = True,
+    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, augment: bool | None = None,
                  num_classes: int | None = None):
         super().__init__(encoder, optim, epochs)
-        self.augment = augment
+        self.augment = SupervisedFeaturesParams().augment if augment is None else augment
         self.head: nn.Linear | None = None if num_classes is None else nn.Linear(encoder.feature_dim, num_classes)
 
     def setup(self, stage: str) -> None:
