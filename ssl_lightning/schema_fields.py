@@ -203,3 +203,16 @@ SEEDS = Valid(_seeds, f"a non-empty list of whole numbers in [0, {MAX_SEED}] (as
 BATCH_LIMIT = Valid(_batch_limit, "a share of the batches in (0, 1] or a whole number of batches >= 1")
 SHARES_OF_RUN = Valid(_shares, "a list of increasing shares of the run in (0, 1), e.g. [0.3,0.6]")
 POSITIVE_LIST = Valid(_positive_list, "a non-empty list of numbers > 0, e.g. [0.1,0.03,0.01], or null")
+
+
+def field_problems(settings: Any, where: str) -> list[str]:
+    """One phrase per field of a settings object outside its declared range (the same words as the config check),
+    so settings built in code are held to the ranges the command line is."""
+    found = []
+    for f in fields(settings):
+        checked = rule(f)
+        value = getattr(settings, f.name)
+        if checked is None or (value is None and checked.optional) or checked.check(value):
+            continue
+        found.append(f"{where}.{f.name}={'null' if value is None else value} is invalid: use {checked.valid}")
+    return found

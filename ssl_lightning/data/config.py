@@ -7,7 +7,18 @@ from typing import Any
 
 from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
-from ssl_lightning.schema_fields import BOTH, DOWNSTREAM, MAX_SEED, NEITHER, SEED, SEEDS, Valid, integer, setting
+from ssl_lightning.schema_fields import (
+    BOTH,
+    DOWNSTREAM,
+    MAX_SEED,
+    NEITHER,
+    SEED,
+    SEEDS,
+    Valid,
+    field_problems,
+    integer,
+    setting,
+)
 
 # 512 images of 32 x 32 px: evaluation batches hold at most this many pixels, so a 224 px cell evaluates 10 images
 # at a time instead of 512 (whose activations made up most of a 3 GB peak at 224 px; issue 21).
@@ -156,26 +167,8 @@ class DataConfig:
                             "reads its own files)")
         if self.name == "manifest" and not self.manifest:
             raise UserError("data=manifest needs data.manifest=/path/to/file.csv (columns path,label[,group,split])")
-        if not 0.0 < float(self.fraction) <= 1.0:
-            raise UserError(f"data.fraction={self.fraction} is outside (0, 1]; use e.g. data.fraction=0.25")
-        if not 0.0 <= float(self.val_split) < 1.0:
-            raise UserError(f"data.val_split={self.val_split} must be in [0, 1); use e.g. data.val_split=0.1")
-        if self.val_per_label is not None and not float(self.val_per_label) > 0:
-            raise UserError(f"data.val_per_label={self.val_per_label} must be positive (or null for the whole "
-                            "validation pool); use e.g. data.val_per_label=0.2")
-        if not 0.0 < float(self.test_split) < 1.0:
-            raise UserError(f"data.test_split={self.test_split} must be in (0, 1); use e.g. data.test_split=0.2")
         if self.on_bad_image not in ("error", "skip"):
             raise UserError(f"data.on_bad_image={self.on_bad_image!r} is not one of ['error', 'skip']")
-        if self.decode_workers is not None and int(self.decode_workers) < 1:
-            raise UserError(f"data.decode_workers={self.decode_workers} must be at least 1 (or null: all cores)")
-        if int(self.num_workers) < 0:
-            raise UserError(f"data.num_workers={self.num_workers} must be 0 or more")
-        if int(self.eval_batch_size) < 1 or (self.eval_batch_pixels is not None and int(self.eval_batch_pixels) < 1):
-            raise UserError(f"data.eval_batch_size={self.eval_batch_size} and data.eval_batch_pixels="
-                            f"{self.eval_batch_pixels} must be >= 1 (eval_batch_pixels may be null: no area cap)")
-        if not 0.0 <= float(self.hed_jitter) < 1.0:
-            raise UserError(f"data.hed_jitter={self.hed_jitter} must be in [0, 1); Tellez et al. use 0.05 (light) "
-                            "or 0.2 (strong)")
-        if self.image_size is not None and int(self.image_size) < 8:
-            raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")
+        problems = field_problems(self, "data")  # every range its fields declare
+        if problems:
+            raise UserError("; ".join(problems))

@@ -14,7 +14,7 @@ import torch
 
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods.lars import LARS
-from ssl_lightning.schema_fields import SECTION, SHARES_OF_RUN, setting
+from ssl_lightning.schema_fields import SECTION, SHARES_OF_RUN, field_problems, setting
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
 SCHEDULERS = ("cosine", "step", "constant")
@@ -44,10 +44,9 @@ class OptimConfig:
             raise UserError(f"{where}.optimizer={self.optimizer!r} unknown; valid: {', '.join(OPTIMIZERS)}")
         if self.scheduler not in SCHEDULERS:
             raise UserError(f"{where}.scheduler={self.scheduler!r} unknown; valid: {', '.join(SCHEDULERS)}")
-        if not self.lr > 0:
-            raise UserError(f"{where}.lr={self.lr} must be positive")
-        if not self.trust_coefficient > 0:
-            raise UserError(f"{where}.trust_coefficient={self.trust_coefficient} must be positive (LARS: 0.001)")
+        problems = field_problems(self, where)  # every range its fields declare (lr > 0, LARS's eta > 0, ...)
+        if problems:
+            raise UserError("; ".join(problems))
 
 
 def is_norm_or_bias(param: torch.Tensor) -> bool:

@@ -41,7 +41,7 @@ class MethodParams:
             found = rule(f)
             value = getattr(self, f.name)
             if found is not None and not (value is None and found.optional) and not found.check(value):
-                raise ValueError(f"{f.name}={value!r} must be {found.valid}")
+                raise ValueError(f"{f.name}={value!r} must be {found.valid}")  # the section is added by parse()
 
     def identity(self) -> dict[str, Any]:
         """The values that shape the encoder (hashed into the pretext store key)."""
