@@ -27,7 +27,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ssl_lightning"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("__init__", "errors", "atomic", "file_hash", "record"),
+    ("__init__", "errors", "atomic", "file_hash", "record", "schema_fields"),
     ("data",),
     ("models",),
     ("methods", "probes"),

@@ -29,9 +29,25 @@ from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import MethodParams
 from ssl_lightning.methods.supervised_features import refuse_finetuning
 from ssl_lightning.models.backbones import BackboneConfig, check_backbone
-from ssl_lightning.probes.config import DEFAULT_PENALTY_GRID, KNN, check_raw_pixels, frozen_probe_fields, is_frozen
+from ssl_lightning.probes.config import KNN, ProbeSettings, check_raw_pixels, frozen_probe_fields, is_frozen
+from ssl_lightning.schema_fields import (
+    BATCH_LIMIT,
+    BOTH,
+    DOWNSTREAM,
+    NEITHER,
+    POSITIVE_LIST,
+    PRETEXT,
+    Valid,
+    default_of,
+    integer,
+    keys,
+    nested,
+    own_section,
+    setting,
+)
 
 HEADS = ("linear", "mlp")
+RUNTIME = "how fast or how verbose, not what is computed"
 
 
 def _pick(cls, values: dict[str, Any], where: str):
@@ -65,59 +81,73 @@ def _optim(values: dict[str, Any], where: str, other_keys: set[str]) -> OptimCon
 
 @dataclass(frozen=True)
 class PretextSettings:
-    epochs: int
-    batch_size: int
-    optim: OptimConfig
-    reuse: bool
-    limit_train_batches: float
-    limit_val_batches: float
-    params: MethodParams | None  # the chosen method's typed hyper-parameters (its own config section)
+    """The `pretext:` section: the encoder's training (the method's own keys: its section, e.g. `simclr:`)."""
+
+    epochs: int = setting(4, ">=1", "pretext epochs (profile presets: smoke 1, cpu 4, paper 200)", PRETEXT)
+    batch_size: int = setting(256, ">=1", "images per step (rotation turns each into 4 samples, SimCLR into 2 "
+                              "views)", PRETEXT)
+    optim: OptimConfig = nested(OptimConfig, "the optimiser keys")
+    reuse: bool = setting(True, "", "false: retrain even when the store has this encoder", NEITHER,
+                          "whether a stored encoder may be used, not which one")
+    limit_train_batches: float = setting(1.0, BATCH_LIMIT, "Lightning's limit_train_batches", PRETEXT)
+    limit_val_batches: float = setting(1.0, BATCH_LIMIT, "Lightning's limit_val_batches", PRETEXT)
+    params: MethodParams | None = own_section("the chosen method's typed hyper-parameters (its section)")
 
 
 @dataclass(frozen=True)
-class DownstreamSettings:
-    protocol: str
-    head: str
-    epochs: int
-    batch_size: int
-    optim: OptimConfig
-    augment: bool
-    limit_train_batches: float
-    limit_val_batches: float
-    patience: int | None = 5  # validation checks (not epochs) without a better metric before stopping
-    min_steps: int = DEFAULT_MIN_STEPS  # optimiser steps at least (step_plan lengthens few-label runs)
-    lr_grid: tuple[float, ...] | None = None
-    probe_layer: str | int = "last"
-    monitor: str = "auto"  # acc | balanced_acc | auto (downstream_selection.resolve_monitor)
-    # auto | val | cv | last (downstream_selection.SELECTS; `best` is read as `val`); fine-tuning: val | last
-    select: str = "auto"
-    cv_folds: int = DEFAULT_CV_FOLDS  # folds of the labelled set under select=cv (fewer when a class is smaller)
-    # frozen-feature probes (frozen_stage.py); solver: lbfgs | sgd (linear), sgd (finetune), None (knn)
-    solver: str | None = None
-    penalty_grid: tuple[float, ...] = DEFAULT_PENALTY_GRID  # scikit-learn's C, chosen on validation
-    max_iter: int = 100  # L-BFGS iterations per penalty (scikit-learn's default)
-    penalty_patience: int | None = 3  # stop the penalty path after this many C values without a better one
-    k: int = 20
-    k_grid: tuple[int, ...] | None = None  # chosen on validation when set
-    temperature: float = 0.07
-    metric: str = "cosine"
+class DownstreamSettings(ProbeSettings):
+    """The `downstream:` section (conf/downstream/<protocol>.yaml presets; the frozen probes' keys: ProbeSettings)."""
+
+    protocol: str = setting("finetune", "finetune|linear|knn", "what is trained on the labelled images (downstream="
+                            "<protocol> sets it)", DOWNSTREAM)
+    head: str = setting("linear", "|".join(HEADS), "the classification head", DOWNSTREAM)
+    epochs: int = setting(16, ">=1", "the maximum: early stopping ends a run whose validation metric stopped rising "
+                          "(profile presets: smoke 1, paper 100)", DOWNSTREAM)
+    batch_size: int = setting(128, ">=1", "labelled images per step", DOWNSTREAM)
+    optim: OptimConfig = nested(OptimConfig, "the optimiser keys")
+    augment: bool = setting(True, "", "random shift + horizontal flip on the labelled images", DOWNSTREAM)
+    limit_train_batches: float = setting(1.0, BATCH_LIMIT, "Lightning's limit_train_batches", DOWNSTREAM)
+    limit_val_batches: float = setting(1.0, BATCH_LIMIT, "Lightning's limit_val_batches", DOWNSTREAM)
+    patience: int | None = setting(5, ">=1", "validation checks (not epochs) without a better metric before "
+                                   "stopping (null = never stop early)", DOWNSTREAM)
+    min_steps: int = setting(DEFAULT_MIN_STEPS, ">=0", "optimiser steps at least: few labels train longer, "
+                             "validated `epochs` times evenly (0: no floor)", DOWNSTREAM)
+    lr_grid: tuple[float, ...] | None = setting(None, POSITIVE_LIST, "e.g. [0.1,0.03,0.01]: every arm picks its lr "
+                                                "on validation from the same grid", DOWNSTREAM)
+    probe_layer: str | int = setting("last", "", "encoder block whose pooled features feed the head: last | best | "
+                                     "1..N", DOWNSTREAM)
+    monitor: str = setting("auto", "|".join(MONITORS), "validation metric for checkpoint, early stop and choices "
+                           "(auto: balanced_acc when class sizes differ by more than 1.5x)", DOWNSTREAM)
+    select: str = setting("auto", "|".join(SELECTS), "how lr, C, k, layer and stopping step are chosen: val (alias "
+                          "best) | cv (cross-validation of the labelled set, then a refit) | auto | last", DOWNSTREAM)
+    cv_folds: int = setting(DEFAULT_CV_FOLDS, ">=2", "folds under select=cv (fewer when the smallest labelled class "
+                            "has fewer images or groups)", DOWNSTREAM)
 
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    accelerator: str = "cpu"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    sync_batchnorm: bool = False
-    channels_last: bool | str = "auto"  # true | false | auto (trainer_factory.use_channels_last)
-    compile: bool = False
-    benchmark: bool = False
-    deterministic: bool = False
-    enable_progress_bar: bool = True
-    log_every_n_steps: int = 10
-    threads: str | int = "auto"  # torch CPU threads: auto (the idle cores, training/thread_policy.py) or N
+    """The `trainer:` section (conf/trainer/<name>.yaml presets)."""
+
+    accelerator: str = setting("cpu", "", "Lightning accelerator: cpu | gpu | auto", NEITHER,
+                               "the same computation on another device (precision and processes are keyed)")
+    devices: Any = setting(1, "", "processes per node, or a list of GPU indices", BOTH)
+    num_nodes: int = setting(1, ">=1", "nodes", BOTH)
+    strategy: str = setting("auto", "", "Lightning strategy (ddp for several processes)", NEITHER,
+                            "how the processes talk (their number is keyed)")
+    precision: str = setting("32-true", "", "Lightning precision, e.g. bf16-mixed", BOTH)
+    sync_batchnorm: bool = setting(False, "", "BatchNorm statistics over all processes", BOTH)
+    channels_last: bool | str = setting("auto", Valid(lambda v: v is True or v is False or v == "auto",
+                                                      "true, false or auto"),
+                                        "memory layout (auto: on for grey images <= 32 px and on GPUs)", NEITHER,
+                                        "a memory layout of the same numbers")
+    compile: bool = setting(False, "", "torch.compile (pays after ~10^2-10^3 steps per process)", NEITHER, RUNTIME)
+    benchmark: bool = setting(False, "", "cudnn benchmark", NEITHER, RUNTIME)
+    deterministic: bool = setting(False, "", "deterministic algorithms", NEITHER, RUNTIME)
+    enable_progress_bar: bool = setting(True, "", "Lightning's progress bar", NEITHER, RUNTIME)
+    log_every_n_steps: int = setting(10, ">=1", "logging interval", NEITHER, RUNTIME)
+    threads: str | int = setting("auto", Valid(lambda v: v == "auto" or (integer(v) or 0) >= 1,
+                                               "auto or a whole number >= 1"),
+                                 "torch CPU threads: auto (the cores idle at each stage start) or N", NEITHER, RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -138,36 +168,44 @@ class RunSettings:
 PRETEXT_KEYS = {f.name for f in fields(PretextSettings)} - {"optim", "params"}
 
 
-def _pretext(values: dict[str, Any], params: MethodParams | None) -> PretextSettings:
+def _with_defaults(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """A section's values over its schema defaults: a key a protocol's section leaves out (k-NN trains nothing, so
+    conf/downstream/knn.yaml has no optimiser keys) takes the dataclass default, the one default of every key."""
+    return {**{name: default_of(f) for name, f in keys(cls).items()}, **values}
+
+
+def _pretext(given: dict[str, Any], params: MethodParams | None) -> PretextSettings:
+    values = _with_defaults(PretextSettings, given)
     return PretextSettings(
         epochs=int(values["epochs"]), batch_size=int(values["batch_size"]),
-        optim=_optim(values, "pretext", PRETEXT_KEYS),
-        reuse=bool(values.get("reuse", True)), limit_train_batches=values.get("limit_train_batches", 1.0),
-        limit_val_batches=values.get("limit_val_batches", 1.0),
+        optim=_optim(given, "pretext", PRETEXT_KEYS),
+        reuse=bool(values["reuse"]), limit_train_batches=values["limit_train_batches"],
+        limit_val_batches=values["limit_val_batches"],
         params=params,
     )
 
 
-def _downstream(values: dict[str, Any], data: DataConfig) -> DownstreamSettings:
-    protocol, head = values.get("protocol", "finetune"), values.get("head", "linear")
+def _downstream(given: dict[str, Any], data: DataConfig) -> DownstreamSettings:
+    values = _with_defaults(DownstreamSettings, given)
+    protocol, head = values["protocol"], values["head"]
     if protocol not in (*PROTOCOLS, KNN):
         raise UserError(f"unknown protocol {protocol!r}; valid: {', '.join((*PROTOCOLS, KNN))} (downstream=<name>)")
     if head not in HEADS:
         raise UserError(f"downstream.head={head!r} unknown; valid: {', '.join(HEADS)}")
-    probe = frozen_probe_fields(values, protocol, head)
+    probe = frozen_probe_fields(given, protocol, head)
     stage = DownstreamSettings(
-        protocol=protocol, head=head, epochs=int(values.get("epochs", 1)),
-        batch_size=int(values.get("batch_size", 1)),
-        optim=_optim(values, "downstream", {f.name for f in fields(DownstreamSettings)} - {"optim"}),
-        augment=bool(values.get("augment", True)),
-        limit_train_batches=values.get("limit_train_batches", 1.0),
-        limit_val_batches=values.get("limit_val_batches", 1.0),
-        patience=_patience(values.get("patience")), min_steps=int(values.get("min_steps", DEFAULT_MIN_STEPS)),
-        lr_grid=_lr_grid(values.get("lr_grid")),
-        probe_layer=_probe_layer(values.get("probe_layer", "last")),
-        monitor=_choice(values.get("monitor", "auto"), MONITORS, "monitor"),
-        select=_select(values.get("select", "auto")),
-        cv_folds=_cv_folds(values.get("cv_folds", DEFAULT_CV_FOLDS)),
+        protocol=protocol, head=head, epochs=int(values["epochs"]),
+        batch_size=int(values["batch_size"]),
+        optim=_optim(given, "downstream", {f.name for f in fields(DownstreamSettings)} - {"optim"}),
+        augment=bool(values["augment"]),
+        limit_train_batches=values["limit_train_batches"],
+        limit_val_batches=values["limit_val_batches"],
+        patience=_patience(values["patience"]), min_steps=int(values["min_steps"]),
+        lr_grid=_lr_grid(values["lr_grid"]),
+        probe_layer=_probe_layer(values["probe_layer"]),
+        monitor=_choice(values["monitor"], MONITORS, "monitor"),
+        select=_select(values["select"]),
+        cv_folds=_cv_folds(values["cv_folds"]),
         **probe,
     )
     _check_selection(stage, data)
@@ -268,8 +306,9 @@ def _from_config(cfg: DictConfig) -> RunSettings:
     backbone = _pick(BackboneConfig, dict(resolved["backbone"]), "backbone")
     check_backbone(experiment, backbone)
     for stage in ("pretext", "downstream"):
-        if int(resolved[stage].get("epochs", 1)) < 1:
-            raise UserError(f"{stage}.epochs={resolved[stage]['epochs']} must be at least 1")
+        epochs = resolved[stage].get("epochs")
+        if epochs is not None and int(epochs) < 1:
+            raise UserError(f"{stage}.epochs={epochs} must be at least 1")
     downstream = _downstream(resolved["downstream"], data)
     if experiment == registry.RAW_PIXELS:
         check_raw_pixels(downstream.protocol, downstream.solver, downstream.probe_layer)

@@ -8,12 +8,23 @@ from typing import Any
 from ssl_lightning.data import registry
 from ssl_lightning.data.groups import parse_rule
 from ssl_lightning.errors import UserError
-
-MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range (config/validation.py checks every *seed key with it)
+from ssl_lightning.schema_fields import (
+    BOTH,
+    DOWNSTREAM,
+    MAX_SEED,
+    NEITHER,
+    SEED,
+    SEEDS,
+    Valid,
+    field_problems,
+    integer,
+    setting,
+)
 
 # 512 images of 32 x 32 px: evaluation batches hold at most this many pixels, so a 224 px cell evaluates 10 images
 # at a time instead of 512 (whose activations made up most of a 3 GB peak at 224 px; issue 21).
 EVAL_BATCH_PIXELS = 512 * 32 * 32
+LOADING = "how images are read or batched, not which"
 
 
 def eval_batch(limit: int, pixels: int | None, height: int, width: int) -> int:
@@ -27,40 +38,62 @@ def eval_batch(limit: int, pixels: int | None, height: int, width: int) -> int:
 class DataConfig:
     """Everything a loader, the fraction sampler and the DataModules need to know."""
 
-    name: str = "fashion_mnist"
-    root: str | None = None
-    fraction: float = 1.0
-    labels_per_class: int | None = None  # a label budget by count instead of a fraction (exclusive with it)
-    split_seed: int = 0
-    split_seeds: tuple[int, ...] | None = None  # frozen probes: several label splits evaluated in one process
-    val_seed: int | None = None  # carves the validation pool (and so the pretext pool); None = split_seed
-    val_split: float = 0.1
-    val_per_label: float | None = 0.2
-    test_split: float = 0.2
-    test_split_seed: int = 42
-    test_folds: int | None = None  # patient-level cross-validation: K test folds of whole groups, each its own run
-    test_fold: int | None = None  # set per fold run by data.test_folds (or given: run that fold only)
-    image_size: int | None = None
-    include: str | None = None
-    group_by: str = "auto"  # auto | none | folder:<k> | a regex whose first group is the group id (data/groups.py)
-    manifest: str | None = None  # data=manifest: the CSV file (columns path,label and optional group,split)
-    balance: bool = False
-    download: bool = True
-    on_bad_image: str = "error"
-    eval_batch_size: int = 512
-    eval_batch_pixels: int | None = EVAL_BATCH_PIXELS  # caps eval batches by image area; None = no cap
-    hed_jitter: float = 0.0  # H&E stain jitter strength t in every training augmentation (data/stain.py); 0 = off
-    num_workers: int = 0
-    pin_memory: bool = False
-    decode_workers: int | None = None  # folders: processes decoding into the image store; None = cores available
-    max_image_pixels: int | None = None  # bigger images are bad images (on_bad_image); None = Pillow's bomb limit
-    image_cache: str | None = None  # set from paths.cache (<cache>/images); None = decode folders into memory
-    # synthetic only
-    num_classes: int = 4
-    train_size: int = 512
-    test_size: int = 128
-    channels: int = 3
-    synthetic_seed: int = 0
+    name: str = setting("fashion_mnist", "", "the data set (data=<name> sets it)", BOTH)
+    root: str | None = setting(None, "", "where the files are; null = the data set's default place", BOTH)
+    fraction: float = setting(1.0, "(0, 1]", "share of the labelled training pool used downstream, e.g. 0.25",
+                              DOWNSTREAM)
+    labels_per_class: int | None = setting(None, ">=1", "label budget by count (N labelled images per class); set "
+                                           "it with fraction 1.0", DOWNSTREAM)
+    split_seed: int = setting(0, SEED, "draws the nested label subsets (conf: ${seed})", DOWNSTREAM)
+    split_seeds: tuple[int, ...] | None = setting(None, SEEDS, "frozen probes: several label splits this one cell "
+                                                  "evaluates in turn, each its own run in <cell>/split_<seed>/",
+                                                  DOWNSTREAM)
+    val_seed: int | None = setting(None, SEED, "carves the validation pool (and so the pretext pool); null = "
+                                   "split_seed (conf: ${seed})", BOTH)
+    val_split: float = setting(0.1, "[0, 1)", "stratified share of the training data kept as the validation pool",
+                               BOTH)
+    val_per_label: float | None = setting(0.2, ">0", "validation images each fraction selects on, per labelled "
+                                          "image (nested; null = the whole pool)", DOWNSTREAM)
+    test_split: float = setting(0.2, "(0, 1)", "imagefolder without train/ and test/: stratified test share", BOTH)
+    test_split_seed: int = setting(42, SEED, "imagefolder: the train/test split (the original study used 42); "
+                                   "seeds test_folds too", BOTH)
+    test_folds: int | None = setting(None, "", "imagefolder/manifest: K folds of whole groups (patients), each "
+                                     "tested once in its own run <cell>/fold_<k>/; null = one test split", BOTH)
+    test_fold: int | None = setting(None, "", "set per fold run by test_folds (or given: run that fold only)", BOTH)
+    image_size: int | None = setting(None, ">=8", "resize to a square of this many pixels", BOTH)
+    include: str | None = setting(None, "", "imagefolder: glob inside each class folder, e.g. '**/x40/*.png'", BOTH)
+    group_by: str = setting("auto", "", "patients/slides kept whole by every split: auto | none | folder:<k> | a "
+                            "regex whose first group is the id", BOTH)
+    manifest: str | None = setting(None, "", "data=manifest: CSV with columns path,label[,group,split]", BOTH)
+    balance: bool = setting(False, "", "cut every class's labelled candidates down to the smallest class",
+                            DOWNSTREAM)
+    download: bool = setting(True, "", "let torchvision download when the files are not found", NEITHER,
+                             "fetches missing files; the files are the data set's either way")
+    on_bad_image: str = setting("error", "error|skip", "an unreadable image stops the run or is left out", NEITHER,
+                                "a run reads the same images or stops (error) / leaves out unreadable ones (skip)")
+    eval_batch_size: int = setting(512, ">=1", "validation/test batch size", NEITHER, LOADING)
+    eval_batch_pixels: int | None = setting(EVAL_BATCH_PIXELS, ">=1", "and at most this many pixels per eval batch "
+                                            "(512 x 32 x 32: 10 images at 224 px); null: no cap", NEITHER,
+                                            LOADING)
+    hed_jitter: float = setting(0.0, "[0, 1)", "H&E stain jitter t in every training augmentation (0.05 light, "
+                                "0.2 strong); 0 = off", BOTH)
+    num_workers: int = setting(0, ">=0", "DataLoader workers (batches are index gathers: 0 is fastest on 2 cores)",
+                               NEITHER, LOADING)
+    pin_memory: bool = setting(False, "", "pinned host memory for GPU copies", NEITHER, LOADING)
+    decode_workers: int | None = setting(None, ">=1", "folders: processes decoding into the image store; null = "
+                                         "all cores", NEITHER, LOADING)
+    max_image_pixels: int | None = setting(None, ">=1", "width x height above which a file is a bad image (null: "
+                                           "Pillow's 89.5 M bomb limit)", NEITHER,
+                                           "a run reads the same images or stops (error) / leaves out oversized ones "
+                                           "(skip)")
+    image_cache: str | None = setting(None, "", "set from paths.cache (<cache>/images); null = decode folders into "
+                                      "memory", NEITHER, "where decoded pixels are kept")
+    # synthetic only (conf/data/synthetic.yaml)
+    num_classes: int = setting(4, ">=2", "synthetic: classes", BOTH)
+    train_size: int = setting(512, ">=1", "synthetic: training images", BOTH)
+    test_size: int = setting(128, ">=1", "synthetic: test images", BOTH)
+    channels: int = setting(3, Valid(lambda v: integer(v) in (1, 3), "1 or 3"), "synthetic: image channels", BOTH)
+    synthetic_seed: int = setting(0, SEED, "synthetic: the seed the images are drawn with", BOTH)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> DataConfig:
@@ -133,26 +166,8 @@ class DataConfig:
                             "reads its own files)")
         if self.name == "manifest" and not self.manifest:
             raise UserError("data=manifest needs data.manifest=/path/to/file.csv (columns path,label[,group,split])")
-        if not 0.0 < float(self.fraction) <= 1.0:
-            raise UserError(f"data.fraction={self.fraction} is outside (0, 1]; use e.g. data.fraction=0.25")
-        if not 0.0 <= float(self.val_split) < 1.0:
-            raise UserError(f"data.val_split={self.val_split} must be in [0, 1); use e.g. data.val_split=0.1")
-        if self.val_per_label is not None and not float(self.val_per_label) > 0:
-            raise UserError(f"data.val_per_label={self.val_per_label} must be positive (or null for the whole "
-                            "validation pool); use e.g. data.val_per_label=0.2")
-        if not 0.0 < float(self.test_split) < 1.0:
-            raise UserError(f"data.test_split={self.test_split} must be in (0, 1); use e.g. data.test_split=0.2")
         if self.on_bad_image not in ("error", "skip"):
             raise UserError(f"data.on_bad_image={self.on_bad_image!r} is not one of ['error', 'skip']")
-        if self.decode_workers is not None and int(self.decode_workers) < 1:
-            raise UserError(f"data.decode_workers={self.decode_workers} must be at least 1 (or null: all cores)")
-        if int(self.num_workers) < 0:
-            raise UserError(f"data.num_workers={self.num_workers} must be 0 or more")
-        if int(self.eval_batch_size) < 1 or (self.eval_batch_pixels is not None and int(self.eval_batch_pixels) < 1):
-            raise UserError(f"data.eval_batch_size={self.eval_batch_size} and data.eval_batch_pixels="
-                            f"{self.eval_batch_pixels} must be >= 1 (eval_batch_pixels may be null: no area cap)")
-        if not 0.0 <= float(self.hed_jitter) < 1.0:
-            raise UserError(f"data.hed_jitter={self.hed_jitter} must be in [0, 1); Tellez et al. use 0.05 (light) "
-                            "or 0.2 (strong)")
-        if self.image_size is not None and int(self.image_size) < 8:
-            raise UserError(f"data.image_size={self.image_size} is too small; use 8 or more")
+        problems = field_problems(self, "data")  # every range its fields declare
+        if problems:
+            raise UserError("; ".join(problems))

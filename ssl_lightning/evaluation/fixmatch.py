@@ -35,6 +35,7 @@ from ssl_lightning.data.fixmatch_data import LABELED, UNLABELED
 from ssl_lightning.errors import UserError
 from ssl_lightning.evaluation.classifier import Classifier
 from ssl_lightning.methods.registry import FIXMATCH
+from ssl_lightning.schema_fields import DOWNSTREAM, setting
 
 CHECKPOINT_FIXMATCH = "fixmatch_metrics"  # checkpoint entry: the mask rate and unlabelled loss of its epoch
 STRONG_CROP_MIN_SCALE = 0.25  # between SimCLR's 0.08 and no crop: strong, but the object stays in view
@@ -47,9 +48,10 @@ CUTOUT_FILL = 0.5  # grey, as FixMatch's (127, 127, 127)
 class FixMatchParams:
     """The `fixmatch:` section of conf/experiment/fixmatch.yaml."""
 
-    threshold: float = 0.95  # pseudo-label confidence (paper: 0.95)
-    mu: int = 3  # unlabelled images per labelled image in a step (paper: 7)
-    lambda_u: float = 1.0  # weight of the unlabelled loss (paper: 1)
+    threshold: float = setting(0.95, "[0, 1]", "confidence a weak view's prediction needs to become a pseudo-label "
+                               "(paper: 0.95)", DOWNSTREAM)
+    mu: int = setting(3, ">=1", "unlabelled images per labelled image in a step (paper: 7)", DOWNSTREAM)
+    lambda_u: float = setting(1.0, ">=0", "weight of the unlabelled loss (paper: 1)", DOWNSTREAM)
 
 
 def fixmatch_params(config: dict[str, Any]) -> FixMatchParams:

@@ -18,9 +18,10 @@ from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import Gather, matching_accuracy
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.registry import MethodSpec, positive, register
+from ssl_lightning.methods.registry import MethodSpec, register
 from ssl_lightning.methods.views import ViewParams, two_views, view_settings
 from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 def _batch_normalise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -45,14 +46,10 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float, gather: 
 class BarlowTwinsParams(ViewParams):
     """`barlow_twins:` section (conf/experiment/barlow_twins.yaml)."""
 
-    proj_dim: int = 1024  # every layer of the 3-layer projector (paper: 8192)
-    lambd: float = 5e-3
-    scale_loss: float = 1e-3  # our pretext optimizer is SGD, not LARS: ~1/proj_dim keeps lr 0.1 stable
-
-
-    def validate(self) -> None:
-        super().validate()
-        positive(self, "proj_dim", "lambd", "scale_loss")
+    proj_dim: int = setting(1024, ">=1", "width of each of the 3 projector layers (paper: 8192)", PRETEXT)
+    lambd: float = setting(5e-3, ">0", "weight of the off-diagonal terms", PRETEXT)
+    scale_loss: float = setting(1e-3, ">0", "loss multiplier: the paper's LARS ignores the loss scale, our SGD "
+                                "(lr 0.1) does not; ~1/proj_dim keeps it stable", PRETEXT)
 
 
 def projector(in_dim: int, width: int) -> nn.Sequential:

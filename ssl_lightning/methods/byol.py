@@ -18,25 +18,21 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import byol_loss, matching_accuracy
 from ssl_lightning.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.registry import MethodSpec, positive, register, require
+from ssl_lightning.methods.registry import MethodSpec, register
 from ssl_lightning.methods.views import ViewParams, two_views, view_settings
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import mlp
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 @dataclass(frozen=True)
 class BYOLParams(ViewParams):
     """`byol:` section (conf/experiment/byol.yaml)."""
 
-    proj_hidden_dim: int = 512
-    proj_dim: int = 128
-    pred_hidden_dim: int = 512
-    base_momentum: float = 0.996
-
-    def validate(self) -> None:
-        super().validate()
-        positive(self, "proj_hidden_dim", "proj_dim", "pred_hidden_dim")
-        require(0 <= self.base_momentum <= 1, "base_momentum", self.base_momentum, "must be in [0, 1]")
+    proj_hidden_dim: int = setting(512, ">=1", "projector hidden width (paper: 4096)", PRETEXT)
+    proj_dim: int = setting(128, ">=1", "projector output (paper: 256)", PRETEXT)
+    pred_hidden_dim: int = setting(512, ">=1", "predictor hidden width (paper: 4096)", PRETEXT)
+    base_momentum: float = setting(0.996, "[0, 1]", "target EMA tau, cosine schedule to 1 over all steps", PRETEXT)
 
 
 class BYOLPretext(PretextMethod):

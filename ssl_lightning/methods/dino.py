@@ -21,41 +21,39 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import dino_loss
 from ssl_lightning.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.registry import MethodParams, MethodSpec, positive, probability, register, require
+from ssl_lightning.methods.registry import MethodParams, MethodSpec, register, require
 from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 @dataclass(frozen=True)
 class DINOParams(MethodParams):
     """`dino:` section (conf/experiment/dino.yaml)."""
 
-    out_dim: int = 1024  # prototypes (paper: 65,536)
-    hidden_dim: int = 512  # paper: 2048
-    bottleneck_dim: int = 128  # paper: 256
-    local_crops: int = 6  # paper: 10 (6 in most ablations)
-    local_size_fraction: float = 0.43  # 96 / 224
-    global_crop_min_scale: float = 0.4
-    local_crop_max_scale: float = 0.4
-    local_crop_min_scale: float = 0.05
-    student_temperature: float = 0.1
-    teacher_temperature: float = 0.07
-    warmup_teacher_temperature: float = 0.04
-    teacher_temperature_warmup: float = 0.3  # share of the training steps (paper: 30 of 100-300 epochs)
-    center_momentum: float = 0.9
-    base_momentum: float = 0.996
-    jitter_strength: float = 0.5
-    grayscale_p: float = 0.2
-    evaluate_teacher: bool = True  # hand the teacher's encoder to the downstream stage, as the paper evaluates
+    out_dim: int = setting(1024, ">=1", "prototypes (paper: 65,536)", PRETEXT)
+    hidden_dim: int = setting(512, ">=1", "head hidden width (paper: 2048)", PRETEXT)
+    bottleneck_dim: int = setting(128, ">=1", "head bottleneck (paper: 256)", PRETEXT)
+    local_crops: int = setting(6, ">=0", "local crops per image (paper: 10, 6 in most ablations)", PRETEXT)
+    local_size_fraction: float = setting(0.43, ">0", "local crop side / image side (96 / 224)", PRETEXT)
+    global_crop_min_scale: float = setting(0.4, "(0, 1]", "global crops: smallest share of the image", PRETEXT)
+    local_crop_max_scale: float = setting(0.4, "(0, 1]", "local crops: largest share of the image", PRETEXT)
+    local_crop_min_scale: float = setting(0.05, "(0, 1]", "local crops: smallest share (<= local_crop_max_scale)",
+                                          PRETEXT)
+    student_temperature: float = setting(0.1, ">0", "student softmax temperature", PRETEXT)
+    teacher_temperature: float = setting(0.07, ">0", "teacher temperature after the warm-up", PRETEXT)
+    warmup_teacher_temperature: float = setting(0.04, ">0", "teacher temperature at the start", PRETEXT)
+    teacher_temperature_warmup: float = setting(0.3, "[0, 1]", "share of the training steps the teacher "
+                                                "temperature warms up over (paper: 30 of 100-300 epochs)", PRETEXT)
+    center_momentum: float = setting(0.9, "[0, 1]", "EMA momentum of the teacher output's centre", PRETEXT)
+    base_momentum: float = setting(0.996, "[0, 1]", "teacher EMA, cosine schedule to 1", PRETEXT)
+    jitter_strength: float = setting(0.5, ">=0", "colour jitter strength", PRETEXT)
+    grayscale_p: float = setting(0.2, "[0, 1]", "probability of a grey crop", PRETEXT)
+    evaluate_teacher: bool = setting(True, "", "hand the teacher's encoder to the downstream stage, as the paper "
+                                     "evaluates", PRETEXT)
 
     def validate(self) -> None:
-        positive(self, "out_dim", "hidden_dim", "bottleneck_dim", "student_temperature", "teacher_temperature",
-                 "warmup_teacher_temperature", "local_size_fraction")
-        probability(self, "teacher_temperature_warmup", "center_momentum", "base_momentum", "grayscale_p")
-        require(self.local_crops >= 0, "local_crops", self.local_crops, "must be >= 0")
-        require(self.jitter_strength >= 0, "jitter_strength", self.jitter_strength, "must be >= 0")
-        require(0 < self.global_crop_min_scale <= 1, "global_crop_min_scale", self.global_crop_min_scale,
-                "must be in (0, 1]")
-        require(0 < self.local_crop_min_scale <= self.local_crop_max_scale <= 1, "local_crop_min_scale",
+        super().validate()
+        require(self.local_crop_min_scale <= self.local_crop_max_scale, "local_crop_min_scale",
                 self.local_crop_min_scale, "must be in (0, local_crop_max_scale]")
 
 

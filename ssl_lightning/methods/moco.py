@@ -20,29 +20,26 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import moco_loss
 from ssl_lightning.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.registry import MethodSpec, positive, register, require
+from ssl_lightning.methods.registry import MethodSpec, register
 from ssl_lightning.methods.views import ViewParams, two_views, view_settings
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import mlp
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 @dataclass(frozen=True)
 class MoCoParams(ViewParams):
     """`moco:` section (conf/experiment/moco.yaml). MoCo v2 blurs both views and does not solarise."""
 
-    blur_p1: float = 0.5
-    blur_p2: float = 0.5
-    solarize_p2: float = 0.0
-    temperature: float = 0.2
-    queue_size: int = 4096
-    proj_hidden_dim: int = 512
-    proj_dim: int = 128
-    base_momentum: float = 0.99
-
-    def validate(self) -> None:
-        super().validate()
-        positive(self, "temperature", "queue_size", "proj_hidden_dim", "proj_dim")
-        require(0 <= self.base_momentum <= 1, "base_momentum", self.base_momentum, "must be in [0, 1]")
+    blur_p1: float = setting(0.5, "[0, 1]", "Gaussian blur probability, view 1 (MoCo v2: 0.5 on both)", PRETEXT)
+    blur_p2: float = setting(0.5, "[0, 1]", "Gaussian blur probability, view 2", PRETEXT)
+    solarize_p2: float = setting(0.0, "[0, 1]", "solarisation probability, view 2 (MoCo v2: none)", PRETEXT)
+    temperature: float = setting(0.2, ">0", "InfoNCE temperature", PRETEXT)
+    queue_size: int = setting(4096, ">=1", "negatives in the queue (paper: 65536)", PRETEXT)
+    proj_hidden_dim: int = setting(512, ">=1", "projector hidden width (paper: 2048)", PRETEXT)
+    proj_dim: int = setting(128, ">=1", "projector output (paper: 128)", PRETEXT)
+    base_momentum: float = setting(0.99, "[0, 1]", "key encoder EMA, cosine schedule to 1 (v2: 0.999 constant)",
+                                   PRETEXT)
 
 
 class MoCoPretext(PretextMethod):

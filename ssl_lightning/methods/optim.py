@@ -14,6 +14,7 @@ import torch
 
 from ssl_lightning.errors import UserError
 from ssl_lightning.methods.lars import LARS
+from ssl_lightning.schema_fields import SECTION, SHARES_OF_RUN, field_problems, setting
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
 SCHEDULERS = ("cosine", "step", "constant")
@@ -21,27 +22,31 @@ SCHEDULERS = ("cosine", "step", "constant")
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    nesterov: bool = True
-    scheduler: str = "cosine"
-    warmup_epochs: int = 0
-    step_milestones: tuple[float, ...] = (0.3, 0.6, 0.8)  # fractions of the run (RotNet: 60/120/160 of 200)
-    step_gamma: float = 0.2
-    exclude_norm_bias: bool = False  # no weight decay on 1-D parameters (BatchNorm, biases); lars: always
-    trust_coefficient: float = 0.001  # LARS's eta
+    """The optimiser keys of `pretext:` and `downstream:` (their section decides the stage they key)."""
+
+    optimizer: str = setting("sgd", "|".join(OPTIMIZERS), "the optimiser (lars: You et al. 2017, as SimCLR, BYOL "
+                             "and Barlow Twins use it)", SECTION)
+    lr: float = setting(0.1, ">0", "base learning rate", SECTION)
+    weight_decay: float = setting(5e-4, ">=0", "L2 weight decay", SECTION)
+    momentum: float = setting(0.9, "[0, 1]", "SGD/LARS momentum", SECTION)
+    nesterov: bool = setting(True, "", "Nesterov momentum (sgd, lars)", SECTION)
+    scheduler: str = setting("cosine", "|".join(SCHEDULERS), "learning-rate schedule after the warm-up", SECTION)
+    warmup_epochs: int = setting(0, ">=0", "epochs of linear learning-rate warm-up", SECTION)
+    step_milestones: tuple[float, ...] = setting((0.3, 0.6, 0.8), SHARES_OF_RUN, "scheduler=step: shares of the "
+                                                 "run where the lr drops (RotNet: 60/120/160 of 200)", SECTION)
+    step_gamma: float = setting(0.2, "(0, 1]", "scheduler=step: the lr factor at each milestone", SECTION)
+    exclude_norm_bias: bool = setting(False, "", "no weight decay on 1-D parameters (BatchNorm, biases), as SimCLR, "
+                                      "BYOL and Barlow Twins do; lars: always", SECTION)
+    trust_coefficient: float = setting(0.001, ">0", "LARS's eta (optimizer=lars)", SECTION)
 
     def validate(self, where: str) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"{where}.optimizer={self.optimizer!r} unknown; valid: {', '.join(OPTIMIZERS)}")
         if self.scheduler not in SCHEDULERS:
             raise UserError(f"{where}.scheduler={self.scheduler!r} unknown; valid: {', '.join(SCHEDULERS)}")
-        if not self.lr > 0:
-            raise UserError(f"{where}.lr={self.lr} must be positive")
-        if not self.trust_coefficient > 0:
-            raise UserError(f"{where}.trust_coefficient={self.trust_coefficient} must be positive (LARS: 0.001)")
+        problems = field_problems(self, where)  # every range its fields declare (lr > 0, LARS's eta > 0, ...)
+        if problems:
+            raise UserError("; ".join(problems))
 
 
 def is_norm_or_bias(param: torch.Tensor) -> bool:

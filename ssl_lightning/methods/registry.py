@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ssl_lightning.errors import UserError
+from ssl_lightning.schema_fields import rule
 
 SUPERVISED = "supervised"  # the experiment without a pretext stage (not a method)
 SUPERVISED_RANK = 3  # after the original study's rotation (0), rotation_jitter (1) and simclr (2)
@@ -48,10 +49,17 @@ NO_PRETEXT_STAGE = frozenset(ARMS)
 
 
 class MethodParams:
-    """Base of the hyper-parameter dataclasses: typed fields plus `validate()`, and what the store key hashes."""
+    """Base of the hyper-parameter dataclasses: fields declared with `setting()` (default, range, help; stage
+    pretext), `validate()`, and what the store key hashes."""
 
     def validate(self) -> None:
-        """Raise ValueError naming the field for an out-of-range value (settings turn it into a UserError)."""
+        """Raise ValueError naming the field for a value outside its declared range (settings turn it into a
+        UserError); a method adds the checks that relate two fields."""
+        for f in fields(self):  # type: ignore[arg-type]
+            found = rule(f)
+            value = getattr(self, f.name)
+            if found is not None and not (value is None and found.optional) and not found.check(value):
+                raise ValueError(f"{f.name}={value!r} must be {found.valid}")  # the section is added by parse()
 
     def identity(self) -> dict[str, Any]:
         """The values that shape the encoder (hashed into the pretext store key)."""
@@ -94,17 +102,6 @@ def require(ok: bool, field: str, value: Any, rule: str) -> None:
     """One field constraint for `validate()`: ValueError("<field>=<value> <rule>") when `ok` is false."""
     if not ok:
         raise ValueError(f"{field}={value!r} {rule}")
-
-
-def positive(params: Any, *names: str) -> None:
-    for name in names:
-        require(getattr(params, name) > 0, name, getattr(params, name), "must be positive")
-
-
-def probability(params: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(params, name)
-        require(0.0 <= value <= 1.0, name, value, "must be in [0, 1]")
 
 
 def _coerce(kind: str, value: Any, name: str) -> Any:

@@ -17,16 +17,17 @@ from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.data.stain import hed_jitter
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.registry import MethodParams, MethodSpec, register, require
+from ssl_lightning.methods.registry import MethodParams, MethodSpec, register
 from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 class RotationPretext(PretextMethod):
     def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, jitter: bool = False,
-                 jitter_strength: float = 0.5):
+                 jitter_strength: float | None = None):
         super().__init__(encoder, optim, epochs)
         self.jitter = jitter
-        self.jitter_strength = jitter_strength
+        self.jitter_strength = RotationParams().jitter_strength if jitter_strength is None else jitter_strength
         self.head = nn.Linear(encoder.feature_dim, 4)
 
     def pretext_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,10 +49,8 @@ class RotationPretext(PretextMethod):
 class RotationParams(MethodParams):
     """`rotation:` section of rotation_jitter (conf/experiment/rotation_jitter.yaml)."""
 
-    jitter_strength: float = 0.5
-
-    def validate(self) -> None:
-        require(self.jitter_strength >= 0, "jitter_strength", self.jitter_strength, "must be >= 0")
+    jitter_strength: float = setting(0.5, ">=0", "rotation_jitter: colour jitter strength s (brightness/contrast/"
+                                     "saturation 0.8 s, hue 0.2 s, p=0.8); plain rotation ignores it", PRETEXT)
 
 
 @dataclass(frozen=True)

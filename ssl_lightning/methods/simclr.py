@@ -6,7 +6,8 @@ against the global batch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -15,19 +16,22 @@ from ssl_lightning.data.augment_streams import augment_options
 from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.losses import nt_xent
 from ssl_lightning.methods.optim import OptimConfig
-from ssl_lightning.methods.registry import MethodParams, MethodSpec, positive, probability, register, require
+from ssl_lightning.methods.registry import MethodParams, MethodSpec, register
 from ssl_lightning.models.backbones import Encoder
 from ssl_lightning.models.heads import mlp
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 class SimCLRPretext(PretextMethod):
-    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, temperature: float = 0.5,
-                 proj_dim: int = 64, proj_hidden_dim: int = 256, jitter_strength: float = 0.5,
-                 crop_min_scale: float = 0.08, grayscale_p: float = 0.2):
+    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, params: SimCLRParams | None = None,
+                 **changes: Any):
+        """`params` (default: SimCLRParams's defaults) with `changes` of some fields, e.g. proj_dim=32."""
         super().__init__(encoder, optim, epochs)
-        self.temperature = temperature
-        self.jitter_strength, self.crop_min_scale, self.grayscale_p = jitter_strength, crop_min_scale, grayscale_p
-        self.projector = mlp(encoder.feature_dim, proj_hidden_dim, proj_dim)
+        params = replace(params or SimCLRParams(), **changes)
+        self.temperature = params.temperature
+        self.jitter_strength, self.crop_min_scale = params.jitter_strength, params.crop_min_scale
+        self.grayscale_p = params.grayscale_p
+        self.projector = mlp(encoder.feature_dim, params.proj_hidden_dim, params.proj_dim)
 
     def _gather(self, z: torch.Tensor) -> torch.Tensor:
         gathered = self.all_gather(z, sync_grads=True)  # world x N x D
@@ -54,22 +58,17 @@ class SimCLRPretext(PretextMethod):
 class SimCLRParams(MethodParams):
     """`simclr:` section (conf/experiment/simclr.yaml)."""
 
-    temperature: float = 0.5
-    proj_dim: int = 64
-    proj_hidden_dim: int = 256
-    jitter_strength: float = 0.5
-    crop_min_scale: float = 0.08
-    grayscale_p: float = 0.2
-
-    def validate(self) -> None:
-        positive(self, "temperature", "proj_dim", "proj_hidden_dim")
-        probability(self, "grayscale_p")
-        require(self.jitter_strength >= 0, "jitter_strength", self.jitter_strength, "must be >= 0")
-        require(0 < self.crop_min_scale <= 1, "crop_min_scale", self.crop_min_scale, "must be in (0, 1]")
+    temperature: float = setting(0.5, ">0", "NT-Xent temperature (the paper's value for long runs)", PRETEXT)
+    proj_dim: int = setting(64, ">=1", "projector output (paper: 128 on a 2048-d ResNet-50)", PRETEXT)
+    proj_hidden_dim: int = setting(256, ">=1", "projector hidden width", PRETEXT)
+    jitter_strength: float = setting(0.5, ">=0", "colour jitter strength (CIFAR recipe: 0.4/0.4/0.4/0.1, p=0.8)",
+                                     PRETEXT)
+    crop_min_scale: float = setting(0.08, "(0, 1]", "random resized crop: smallest share of the image", PRETEXT)
+    grayscale_p: float = setting(0.2, "[0, 1]", "probability of a grey view", PRETEXT)
 
 
 def build(encoder: Encoder, optim: OptimConfig, epochs: int, params: SimCLRParams) -> SimCLRPretext:
-    return SimCLRPretext(encoder, optim, epochs, **asdict(params))
+    return SimCLRPretext(encoder, optim, epochs, params)
 
 
 register(MethodSpec("simclr", "SimCLR", "simclr", SimCLRParams, build, 2, "Chen et al., ICML 2020"))

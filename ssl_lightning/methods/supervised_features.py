@@ -28,6 +28,7 @@ from ssl_lightning.methods.base import PretextMethod
 from ssl_lightning.methods.optim import OptimConfig
 from ssl_lightning.methods.registry import RAW_PIXELS_RANK, MethodParams, MethodSpec, register
 from ssl_lightning.models.backbones import Encoder
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 NAME = "supervised_features"
 ENCODER_KIND = "supervised_all_labels"  # results.json `encoder`
@@ -38,10 +39,10 @@ RANK = RAW_PIXELS_RANK + 1  # the two bounds close every frozen table: raw pixel
 class SupervisedFeatures(PretextMethod):
     """Cross-entropy on (image, pool label) batches; the head's size comes from the labelled data module."""
 
-    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, augment: bool = True,
+    def __init__(self, encoder: Encoder, optim: OptimConfig, epochs: int, augment: bool | None = None,
                  num_classes: int | None = None):
         super().__init__(encoder, optim, epochs)
-        self.augment = augment
+        self.augment = SupervisedFeaturesParams().augment if augment is None else augment
         self.head: nn.Linear | None = None if num_classes is None else nn.Linear(encoder.feature_dim, num_classes)
 
     def setup(self, stage: str) -> None:
@@ -94,7 +95,8 @@ class SupervisedFeatures(PretextMethod):
 class SupervisedFeaturesParams(MethodParams):
     """`supervised_features:` section (conf/experiment/supervised_features.yaml)."""
 
-    augment: bool = True  # the downstream fine-tuning's augmentation (shift, flip, stain jitter) while training
+    augment: bool = setting(True, "", "the downstream fine-tuning's augmentation (random shift, flip, "
+                            "data.hed_jitter) while training", PRETEXT)
 
 
 def build(encoder: Encoder, optim: OptimConfig, epochs: int, params: SupervisedFeaturesParams) -> SupervisedFeatures:

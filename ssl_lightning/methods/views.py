@@ -11,23 +11,20 @@ from dataclasses import dataclass
 import torch
 
 from ssl_lightning.data.augment import simclr_view
-from ssl_lightning.methods.registry import MethodParams, probability, require
+from ssl_lightning.methods.registry import MethodParams
+from ssl_lightning.schema_fields import PRETEXT, setting
 
 
 @dataclass(frozen=True)
 class ViewParams(MethodParams):
-    jitter_strength: float = 0.5
-    crop_min_scale: float = 0.08
-    grayscale_p: float = 0.2
-    blur_p1: float = 1.0
-    blur_p2: float = 0.1
-    solarize_p1: float = 0.0
-    solarize_p2: float = 0.2
-
-    def validate(self) -> None:
-        probability(self, "grayscale_p", "blur_p1", "blur_p2", "solarize_p1", "solarize_p2")
-        require(self.jitter_strength >= 0, "jitter_strength", self.jitter_strength, "must be >= 0")
-        require(0 < self.crop_min_scale <= 1, "crop_min_scale", self.crop_min_scale, "must be in (0, 1]")
+    jitter_strength: float = setting(0.5, ">=0", "colour jitter strength s: 0.8 s brightness/contrast/saturation, "
+                                     "0.2 s hue, p=0.8", PRETEXT)
+    crop_min_scale: float = setting(0.08, "(0, 1]", "random resized crop: smallest share of the image", PRETEXT)
+    grayscale_p: float = setting(0.2, "[0, 1]", "probability of a grey view", PRETEXT)
+    blur_p1: float = setting(1.0, "[0, 1]", "Gaussian blur probability, view 1", PRETEXT)
+    blur_p2: float = setting(0.1, "[0, 1]", "Gaussian blur probability, view 2", PRETEXT)
+    solarize_p1: float = setting(0.0, "[0, 1]", "solarisation probability, view 1", PRETEXT)
+    solarize_p2: float = setting(0.2, "[0, 1]", "solarisation probability, view 2", PRETEXT)
 
 
 def two_views(images: torch.Tensor, views: ViewParams, generator: torch.Generator | None = None,

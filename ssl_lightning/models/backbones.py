@@ -8,7 +8,7 @@ the default contract is the identity, so random-init encoders compute exactly wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from torchvision.models.resnet import BasicBlock
 
 from ssl_lightning.errors import UserError
 from ssl_lightning.models.input_contract import IDENTITY, InputAdapter, InputContract
+from ssl_lightning.schema_fields import BOTH, setting
 
 STEMS = ("auto", "cifar", "imagenet")
 AUTO = "auto"
@@ -25,23 +26,30 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = "compact"
-    stem: str = "auto"  # auto | cifar | imagenet (auto with loaded weights: the weights' own stem)
-    width: int = 16  # compact only
-    blocks: int = 1  # compact only: residual blocks per stage
-    stem_stride: int = 2  # compact only: 2 halves the resolution first, the main saving on 2 CPU cores
-    init: str = "random"  # random | torchvision | path to a state dict, .safetensors file or timm model folder
-    # Replacing a loaded first convolution by a random one (another stem) must be asked for explicitly.
-    discard_loaded_stem: bool = False
-    # The side images are resized to before the encoder: auto = kept, except loaded ImageNet-stem ResNet weights
-    # (small images up to 64 px) and loaded ViT weights (the size they were trained at).
-    input_size: Any = AUTO
-    # auto = the weights' own (ImageNet mean/std for torchvision, a timm folder's config.json); imagenet;
-    # minus_one_to_one (the suite's scale, what every encoder trained here saw)
-    normalize: str = AUTO
-    model: str | None = None  # backbone=timm: the timm model name, e.g. vit_small_patch16_224
-    patch_size: Any = AUTO  # backbone=timm ViTs: auto = 4 up to 32 px, 8 up to 96 px, else 16 (or the weights')
-    kwargs: Any = field(default_factory=tuple)  # backbone=timm: extra timm.create_model arguments
+    """The `backbone:` section (conf/backbone/<name>.yaml presets)."""
+
+    name: str = setting("compact", "compact|resnet18|resnet50|timm", "the encoder architecture", BOTH)
+    stem: str = setting("auto", "|".join(STEMS), "first layers: cifar (3x3 stride 1, no max-pool) | imagenet | auto "
+                        "(cifar up to 96 px; loaded weights: their own stem)", BOTH)
+    width: int = setting(16, ">=1", "compact: channels of the first stage", BOTH)
+    blocks: int = setting(1, ">=1", "compact: residual blocks per stage", BOTH)
+    stem_stride: int = setting(2, ">=1", "compact: 2 halves the resolution first, the main saving on 2 CPU cores",
+                               BOTH)
+    init: str = setting("random", "", "random | torchvision | path to a state dict, .safetensors file or timm "
+                        "model folder", BOTH)
+    discard_loaded_stem: bool = setting(False, "", "true: a stem other than the loaded weights' replaces their "
+                                        "first convolution by a random one", BOTH)
+    input_size: Any = setting(AUTO, "", "side images are resized to before the encoder: auto = kept, except loaded "
+                              "ImageNet-stem ResNet weights (at least 64 px) and loaded ViT weights (their size)",
+                              BOTH)
+    normalize: str = setting(AUTO, "auto|imagenet|minus_one_to_one", "input scaling: auto = the weights' own "
+                             "(ImageNet mean/std for torchvision, a timm folder's config.json); minus_one_to_one = "
+                             "the suite's scale", BOTH)
+    model: str | None = setting(None, "", "backbone=timm: the timm model name, e.g. vit_small_patch16_224", BOTH)
+    patch_size: Any = setting(AUTO, "", "backbone=timm ViTs: auto = 4 up to 32 px, 8 up to 96 px, else 16 (or the "
+                              "weights')", BOTH)
+    kwargs: Any = setting({}, "", "backbone=timm: more timm.create_model arguments, e.g. {depth: 2, embed_dim: 48}",
+                          BOTH)
 
     def __post_init__(self) -> None:
         """kwargs as sorted (name, value) pairs: hashable, so configs can key caches."""

@@ -3,9 +3,11 @@ where they cannot apply. `settings._downstream` merges these fields into `Downst
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ssl_lightning.errors import UserError
+from ssl_lightning.schema_fields import DOWNSTREAM, POSITIVE_LIST, setting
 
 KNN = "knn"  # not a Classifier protocol: k-NN has no SGD head
 SOLVERS = ("lbfgs", "sgd")
@@ -16,6 +18,30 @@ DEFAULT_PENALTY_GRID = tuple(10.0 ** e for e in range(-6, 6))  # C = 1e-6 ... 1e
 # an all-NaN probe with status ok); above 1e12 the fit is the unpenalised one (measured: weights equal to 1e-9
 # from C=1e8 on). A C inside the range that still diverges is skipped at fit time (`diverged_candidates`).
 MIN_PENALTY, MAX_PENALTY = 1e-12, 1e12
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The frozen-feature probe keys of `downstream:` (conf/downstream/linear.yaml, knn.yaml presets)."""
+
+    solver: str | None = setting(None, "|".join(SOLVERS), "downstream=linear: lbfgs (logistic regression on cached "
+                                 "features) | sgd (the head through the Trainer); null = sgd", DOWNSTREAM)
+    penalty_grid: tuple[float, ...] = setting(DEFAULT_PENALTY_GRID, POSITIVE_LIST, "lbfgs: scikit-learn's C values "
+                                              "(loss = C * sum of cross-entropies + 0.5 ||W||^2), chosen on "
+                                              "validation, fitted smallest first with warm starts", DOWNSTREAM)
+    max_iter: int = setting(100, ">=1", "lbfgs: L-BFGS iterations per penalty at most (scikit-learn's default)",
+                            DOWNSTREAM)
+    penalty_patience: int | None = setting(3, ">=1", "lbfgs: stop the penalty path after this many values without "
+                                           "a better validation metric (null: all)", DOWNSTREAM)
+    k: int = setting(20, ">=1", "knn: neighbours", DOWNSTREAM)
+    k_grid: tuple[int, ...] | None = setting(None, POSITIVE_LIST, "knn: k chosen on validation from these (overrides "
+                                             "k), e.g. [10,20,50]", DOWNSTREAM)
+    temperature: float = setting(0.07, ">0", "knn: vote weight exp(similarity / T)", DOWNSTREAM)
+    metric: str = setting("cosine", "|".join(KNN_METRICS), "knn: cosine (L2-normalised features) | euclidean "
+                          "(standardised features, similarity = -distance)", DOWNSTREAM)
+
+
+PROBE_DEFAULTS = ProbeSettings()
 
 
 def is_frozen(protocol: str, solver: str | None) -> bool:
@@ -71,6 +97,9 @@ def _k_grid(value: Any) -> tuple[int, ...] | None:
     return tuple(_whole("k_grid", k) for k in grid)
 
 
+PROBE_KEYS = frozenset(f.name for f in fields(ProbeSettings))
+
+
 def frozen_probe_fields(values: dict[str, Any], protocol: str, head: str) -> dict[str, Any]:
     """The `DownstreamSettings` fields of the frozen probes from the `downstream` section."""
     solver = _solver(values, protocol)
@@ -82,15 +111,16 @@ def frozen_probe_fields(values: dict[str, Any], protocol: str, head: str) -> dic
     if solver == "lbfgs" and values.get("lr_grid") is not None:
         raise UserError("downstream.lr_grid picks the SGD learning rate; with downstream.solver=lbfgs the penalty "
                         "comes from downstream.penalty_grid (or use downstream.solver=sgd)")
-    metric = values.get("metric", "cosine")
+    values = {**asdict(PROBE_DEFAULTS), **{k: v for k, v in values.items() if k in PROBE_KEYS}}
+    metric = values["metric"]
     if metric not in KNN_METRICS:
         raise UserError(f"downstream.metric={metric!r} unknown; valid: {', '.join(KNN_METRICS)}")
-    patience = values.get("penalty_patience", 3)
-    return {"solver": solver, "penalty_grid": _penalty_grid(values.get("penalty_grid")),
-            "max_iter": _whole("max_iter", values.get("max_iter", 100)),
+    patience = values["penalty_patience"]
+    return {"solver": solver, "penalty_grid": _penalty_grid(values["penalty_grid"]),
+            "max_iter": _whole("max_iter", values["max_iter"]),
             "penalty_patience": None if patience is None else _whole("penalty_patience", patience),
-            "k": _whole("k", values.get("k", 20)), "k_grid": _k_grid(values.get("k_grid")),
-            "temperature": float(values.get("temperature", 0.07)), "metric": metric}
+            "k": _whole("k", values["k"]), "k_grid": _k_grid(values["k_grid"]),
+            "temperature": float(values["temperature"]), "metric": metric}
 
 
 def check_raw_pixels(protocol: str, solver: str | None, probe_layer: str | int) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ssl_lightning.probes.config import PROBE_DEFAULTS
 from ssl_lightning.probes.scoring import TIE, Scored, better, choose, cross_entropy, held_out_score
 
 TOLERANCE = 1e-5
@@ -61,7 +62,7 @@ class LogisticModel:
 
 
 def fit_logistic(features: torch.Tensor, labels: torch.Tensor, num_classes: int, penalty: float,
-                 start: LogisticModel | None = None, max_iter: int = 1000,
+                 start: LogisticModel | None = None, max_iter: int = PROBE_DEFAULTS.max_iter,
                  tolerance: float = TOLERANCE) -> LogisticModel:
     """Minimise C * sum(cross-entropy) + 0.5 ||W||^2 (float64, strong-Wolfe L-BFGS) from zero or from `start`."""
     if penalty <= 0:
@@ -141,7 +142,8 @@ def _scored(model: LogisticModel, split: HeldOut, metric: str) -> tuple[float, f
 
 
 def select_penalty(splits: Sequence[HeldOut], num_classes: int, grid: Sequence[float], metric: str = "acc",
-                   max_iter: int = 1000, tolerance: float = TOLERANCE, patience: int | None = None) -> PenaltyChoice:
+                   max_iter: int = PROBE_DEFAULTS.max_iter, tolerance: float = TOLERANCE,
+                   patience: int | None = None) -> PenaltyChoice:
     """Fit the grid's C values (smallest first, warm-started per split) on every split, score each C by the mean
     held-out `metric` over the splits (one split: validation; several: cross-validation folds) and choose by
     scoring.choose (ties: lower held-out loss, then the middle C; never simply the strongest penalty).
