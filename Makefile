@@ -9,7 +9,7 @@ ARGS ?=
 # pytest workers (pytest-xdist): one per core of the 2-core reference machine; TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: install data run test test-bench lint tensorboard bench clean
+.PHONY: install data run test test-bench lint schema tensorboard bench clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,12 @@ test-bench: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The files generated from the settings dataclasses (the one home of every default): conf/schema/*.yaml and the key
+# reference. Run after adding or changing a setting; tests/test_schema.py fails while they are stale.
+schema: install
+	$(BIN)/python -m ssl_lightning.config.schema_files
+	$(BIN)/python -m ssl_lightning.config.key_table > docs/configuration.md
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs --bind_all

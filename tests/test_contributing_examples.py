@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from ssl_lightning import record
+from ssl_lightning.config import schema_files
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data import registry as data_registry
 from ssl_lightning.data.config import DataConfig
@@ -68,10 +69,10 @@ def test_add_a_method_registers_parses_and_trains(tmp_path, monkeypatch, private
     assert spec.display == "Vertical flip" and spec.section == "vflip"
 
     values = yaml.safe_load(guide_block("method-config", "yaml"))
-    assert values["experiment"] == "vflip"
-    assert spec.parse(values["vflip"]) == spec.params()  # the file holds the dataclass's defaults ...
-    assert set(values["vflip"]) == set(asdict(spec.params()))  # ... every one of them
-    with pytest.raises(UserError, match=r"vflip.jitter_strength=-1.0 must be >= 0 \(\+experiment=vflip\)"):
+    assert values["experiment"] == "vflip" and values["defaults"] == ["/schema/vflip@vflip", "_self_"]
+    assert values["vflip"] == {}  # presets only: every default comes from the dataclass ...
+    assert schema_files.nodes()["vflip"] == asdict(spec.params()) == {"jitter_strength": 0.5}  # ... via make schema
+    with pytest.raises(UserError, match=r"vflip.jitter_strength=-1.0 must be a number >= 0 \(\+experiment=vflip\)"):
         spec.parse({"jitter_strength": -1})
 
     method = spec.build(compact_encoder(), constant_sgd(0.05), 1, spec.parse({"jitter_strength": 0.5}))
