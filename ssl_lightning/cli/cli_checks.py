@@ -10,13 +10,15 @@ from typing import Any
 from ssl_lightning.config.sweep_cells import parse
 from ssl_lightning.errors import UserError
 
+NOT_GROUPS = ("hydra", "schema")  # Hydra's own groups; conf/schema holds the generated defaults groups extend
+
 
 def group_options(config_dir: Path) -> dict[str, list[str]]:
-    """Config group name -> the option names found in conf/<group>/*.yaml."""
+    """Config group name -> the option names found in conf/<group>/*.yaml (the groups a user chooses from)."""
     return {
         folder.name: sorted(path.stem for path in folder.glob("*.yaml"))
         for folder in config_dir.iterdir()
-        if folder.is_dir() and folder.name != "hydra"
+        if folder.is_dir() and folder.name not in NOT_GROUPS
     }
 
 
