@@ -4,7 +4,7 @@ momentum key encoder against a queue of earlier keys.
 Both views serve as queries (the symmetrised loss of MoCo v2+/v3); the keys of both views join the queue after
 the optimizer step. Under DDP the queue is filled with the keys of all processes (all_gather), so every process
 keeps the same queue. The key encoder is an EMA copy (not in the optimizer). Like any single-device MoCo there is
-no shuffled BatchNorm; `trainer.sync_batchnorm` does not replace it either (see README).
+no shuffled BatchNorm; `trainer.sync_batchnorm` does not replace it either (see docs/guide.md, Pretext methods).
 """
 
 from __future__ import annotations

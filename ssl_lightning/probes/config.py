@@ -1,4 +1,4 @@
-"""The frozen-feature probe keys of `downstream` (README, Frozen-feature protocols): parsed, and refused in one line
+"""The frozen-feature probe keys of `downstream` (docs/guide.md, frozen probes): parsed, and refused in one line
 where they cannot apply. `settings._downstream` merges these fields into `DownstreamSettings`."""
 
 from __future__ import annotations
