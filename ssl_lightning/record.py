@@ -29,6 +29,10 @@ class MetricSpec:
     option: str
     words: str
     digits: int = 2
+    # For a metric that is not a mean over test images: the name of its function of a confusion matrix in
+    # ssl_lightning/evaluation/metrics.py, from which data.test_folds pools it over the summed fold matrices
+    # (report/folds.py) instead of averaging the folds' values.
+    from_confusion: str | None = None
 
     def number(self, percent: float) -> str:
         """How the report's tables write a value of this metric (in percent, no sign)."""
@@ -40,8 +44,8 @@ class MetricSpec:
 
 TEST_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("test_acc", "acc", "test accuracy"),
-    MetricSpec("test_balanced_acc", "balanced_acc", "test balanced accuracy"),
-    MetricSpec("test_macro_f1", "macro_f1", "test macro-F1"),
+    MetricSpec("test_balanced_acc", "balanced_acc", "test balanced accuracy", from_confusion="balanced_accuracy"),
+    MetricSpec("test_macro_f1", "macro_f1", "test macro-F1", from_confusion="macro_f1"),
     MetricSpec("test_group_acc", "group_acc", "patient-level test accuracy"),
     MetricSpec("test_group_balanced_acc", "group_balanced_acc", "patient-level test balanced accuracy"),
 )

@@ -117,6 +117,9 @@ def test_add_a_metric_computes_and_declares(monkeypatch):
     monkeypatch.setattr(record, "TEST_METRICS", (*record.TEST_METRICS, spec))
     assert "worst_class_acc" in metric_choice.choices()  # the report offers it once declared
     assert record.declared_metric("test_worst_class_acc") == spec
+    monkeypatch.setattr(metrics, "worst_class_recall", worst, raising=False)  # as if written into metrics.py
+    pooled = [spec.key for spec in record.TEST_METRICS if spec.from_confusion]  # what report/folds.py pools
+    assert "test_worst_class_acc" in pooled and getattr(metrics, spec.from_confusion) is worst
 
 
 def test_add_a_probe_gives_class_probabilities(tmp_path, monkeypatch):

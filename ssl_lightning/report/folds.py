@@ -34,13 +34,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssl_lightning.evaluation.metrics import balanced_accuracy, macro_f1
+from ssl_lightning.evaluation import metrics
+from ssl_lightning.record import TEST_METRICS
 
 if TYPE_CHECKING:
     from ssl_lightning.report.collect import Run
 
 FOLD_FOLDER = re.compile(r"fold_\d+")
-FROM_CONFUSION = {"test_balanced_acc": balanced_accuracy, "test_macro_f1": macro_f1}
+# The metrics pooled from the summed confusion matrices, as record.TEST_METRICS declares them.
+FROM_CONFUSION = {spec.key: getattr(metrics, spec.from_confusion) for spec in TEST_METRICS if spec.from_confusion}
 GROUP_METRICS = ("test_group_acc", "test_group_balanced_acc")
 
 
