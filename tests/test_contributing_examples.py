@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +18,7 @@ import torch
 import yaml
 
 from ssl_lightning import record
-from ssl_lightning.config import schema_files
+from ssl_lightning.config import schema, schema_files
 from ssl_lightning.data import load_dataset
 from ssl_lightning.data import registry as data_registry
 from ssl_lightning.data.config import DataConfig
@@ -56,10 +57,15 @@ def module_from_guide(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def private_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def private_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The example registers into a copy of the registry, so no other test sees the extra method."""
     registry.methods()  # every real method registered first
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    for cached in (schema.sections, schema.field_of):  # rebuilt with the example, and without it afterwards
+        cached.cache_clear()
+    yield
+    for cached in (schema.sections, schema.field_of):
+        cached.cache_clear()
 
 
 def test_add_a_method_registers_parses_and_trains(tmp_path, monkeypatch, private_registry):
