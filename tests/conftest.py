@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssl_lightning.methods import registry
+
 REPO = Path(__file__).resolve().parent.parent
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -135,9 +137,13 @@ SMOKE = ("data=synthetic", "profile=smoke")
 GRID = ("+experiment=rotation,simclr,supervised", *SMOKE, "data.fraction=0.25,0.5", "data.test_size=300",
         "downstream.select=val", "simclr.temperature=0.2", "pretext.epochs=2", "downstream.epochs=2",
         "trainer.enable_progress_bar=true")
-NEW_METHODS = ("byol", "moco", "barlow_twins", "dino")
-# Grid 2, into the same sweep folder: the four newer methods at one budget, and a SimCLR cell whose temperature
-# overflows its logits (NaN loss in the first step): a failed cell that must not sink the sweep.
+# The registered methods after the original study's (rotation, rotation_jitter, simclr: grid 1 trains two of them)
+# that fine-tune, taken from the registry so that a newly registered method joins grid 2 (a method trained on the
+# pool's labels is probed frozen only: tests/test_supervised_features.py).
+NEW_METHODS = tuple(name for name, spec in registry.methods().items()
+                    if spec.rank > registry.SUPERVISED_RANK and not spec.needs_labels)
+# Grid 2, into the same sweep folder: those methods at one budget, and a SimCLR cell whose temperature overflows its
+# logits (NaN loss in the first step): a failed cell that must not sink the sweep.
 FAILING_TEMPERATURE = "1e-45"
 SHARED_SWEEP_TIMEOUT = 3 * 900 + 300  # the three processes' own timeouts, and some
 NEW_GRID = (f"+experiment={','.join(NEW_METHODS)},simclr", *SMOKE, "data.fraction=1.0", "downstream.select=val",
@@ -159,12 +165,6 @@ def _train_shared_sweep(root: Path, env: dict[str, str]) -> dict:
     return {"grid": _completed(grid), "new": _completed(new), "report": _completed(report)}
 
 
-def _shared_root(config: pytest.Config) -> Path:
-    """One folder for the whole `make test` run: the pytest workers' common base folder (their parent)."""
-    base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - pytest's own factory, before any fixture runs
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared_sweep"
-
-
 def _train_in_background(root: Path, env: dict[str, str]) -> None:
     try:
         record = _train_shared_sweep(root, env)
@@ -174,39 +174,50 @@ def _train_in_background(root: Path, env: dict[str, str]) -> None:
     (root / "record.tmp").replace(root / "record.json")
 
 
-_BACKGROUND: list[threading.Thread] = []
+SWEEP_NEEDED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m have deselected: only a run that uses the sweep trains it
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the shared sweep as soon as the collected tests need it, in a background thread of the first pytest
-    worker to claim it: its processes train while the workers run other tests, and no worker sits idle waiting for
-    it (unless its own test needs the sweep first)."""
-    if config.option.collectonly or not any("shared_sweep" in getattr(item, "fixturenames", ()) for item in items):
-        return
-    root = _shared_root(config)
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        os.close(os.open(root / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return  # another worker trains it
-    thread = threading.Thread(target=_train_in_background, args=(root, dict(os.environ)), name="shared_sweep",
-                              daemon=True)
-    thread.start()
-    _BACKGROUND.append(thread)
+    """Note whether any collected test uses the shared sweep (`_shared_sweep_started` starts it)."""
+    config.stash[SWEEP_NEEDED] = not config.option.collectonly and any(
+        "shared_sweep" in getattr(item, "fixturenames", ()) for item in items)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The worker that trains the shared sweep stays until it is done: the other workers may still wait for it."""
-    for thread in _BACKGROUND:
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the whole `make test` run: the pytest workers' common base folder (their parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared_sweep"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_sweep_started(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Path]:
+    """Start the shared sweep at this worker's first test when the collected tests need it, in a background thread
+    of the first pytest worker to claim it: its processes train while the workers run other tests, and no worker
+    sits idle waiting for it (unless its own test needs the sweep first). That worker stays, at the end of its
+    session, until the sweep is done: the other workers may still wait for it. Yields the sweep's folder."""
+    root = _shared_root(tmp_path_factory)
+    thread = None
+    if pytestconfig.stash.get(SWEEP_NEEDED, False):
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(root / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass  # another worker trains it
+        else:
+            thread = threading.Thread(target=_train_in_background, args=(root, dict(os.environ)),
+                                      name="shared_sweep", daemon=True)
+            thread.start()
+    yield root
+    if thread is not None:
         thread.join()
 
 
 @pytest.fixture(scope="session")
-def shared_sweep(pytestconfig) -> dict:
-    """Trained once per `make test` (see pytest_collection_modifyitems); each worker waits for its record. Keys:
-    root (the folder: multirun/, cache/), grid, new, report (each returncode, stdout, stderr)."""
-    record = _shared_root(pytestconfig) / "record.json"
+def shared_sweep(_shared_sweep_started: Path) -> dict:
+    """Trained once per `make test` (see _shared_sweep_started); each worker waits for its record. Keys: root (the
+    folder: multirun/, cache/), grid, new, report (each returncode, stdout, stderr)."""
+    record = _shared_sweep_started / "record.json"
     deadline = time.monotonic() + SHARED_SWEEP_TIMEOUT
     while not record.is_file():
         assert time.monotonic() < deadline, f"the shared sweep wrote no {record} in {SHARED_SWEEP_TIMEOUT} s"

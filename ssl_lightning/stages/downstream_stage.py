@@ -303,6 +303,9 @@ def _fit_candidates(settings: RunSettings, encoder: Encoder, images: ImageSet, d
                      candidate.lr, candidate.layer)
         try:
             fitted.append((_fit(settings, encoder, images, data, candidate, folder, selection), folder))
+            if len(candidates) > 1:  # what the choice below is made on, kept in the cell's log
+                log.info("downstream candidate lr=%g probe_layer=%s: val_%s %.4f", candidate.lr, candidate.layer,
+                         selection.monitor, fitted[-1][0].score)
         except DivergenceError as error:
             if len(candidates) == 1:
                 raise

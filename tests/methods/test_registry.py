@@ -17,7 +17,7 @@ from ssl_lightning.report import columns
 from ssl_lightning.stages.pretext_stage import build_method, pretext_key
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-NEW_METHODS = ("byol", "moco", "barlow_twins", "dino")
+METHODS = list(registry.methods())
 
 
 def experiment_file(name: str) -> dict:
@@ -27,10 +27,10 @@ def experiment_file(name: str) -> dict:
 def test_experiment_files_and_registry_name_the_same_experiments():
     assert sorted(group_options(CONF)["experiment"]) == sorted(registry.experiments())
     assert registry.experiments()[:4] == ["rotation", "rotation_jitter", "simclr", "supervised"]
-    assert set(NEW_METHODS) <= set(registry.methods())
+    assert {"byol", "moco", "barlow_twins", "dino", "supervised_features"} <= set(METHODS)
 
 
-@pytest.mark.parametrize("name", list(registry.methods()))
+@pytest.mark.parametrize("name", METHODS)
 def test_experiment_file_holds_the_typed_defaults(name):
     """Benchmarks build methods from the dataclass defaults: they must be the experiment file's values."""
     spec = registry.get(name)
@@ -46,7 +46,7 @@ def test_unknown_experiment_lists_the_registered_ones():
         registry.get("byool")
     message = str(caught.value)
     assert "unknown experiment 'byool'" in message
-    assert all(name in message for name in (*NEW_METHODS, "rotation", "supervised"))
+    assert all(name in message for name in registry.experiments())
 
 
 @pytest.mark.parametrize(("name", "values", "fragment"), [
@@ -69,20 +69,28 @@ def compose(experiment: str, **section_overrides) -> settings_module.RunSettings
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    # a method trained on the pool's labels is probed frozen only
+    downstream = "linear" if experiment in METHODS and registry.get(experiment).needs_labels else "finetune"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = hydra_compose("config", overrides=[f"+experiment={experiment}", "profile=smoke", "data=synthetic",
-                                                 "paths.cache=/tmp/unused"])
+                                                 f"downstream={downstream}", "paths.cache=/tmp/unused"])
     OmegaConf.set_struct(cfg, False)
     cfg = OmegaConf.merge(cfg, section_overrides)
     return settings_module.from_config(cfg)
 
 
-@pytest.mark.parametrize("name", [*NEW_METHODS, "simclr", "rotation_jitter"])
+def _fraction_field(name: str) -> str | None:
+    """A hyper-parameter of the method in (0, 1) that its store key hashes (None when it has none)."""
+    identity = registry.get(name).params().identity()
+    return next((field for field, value in identity.items() if isinstance(value, float) and 0 < value < 1), None)
+
+
+@pytest.mark.parametrize("name", [name for name in METHODS if _fraction_field(name)])
 def test_store_key_changes_with_the_chosen_methods_values_only(name):
     settings = compose(name)
     spec = registry.get(name)
     base = pretext_key(settings, {"data": "same"})
-    field = next(f for f, v in asdict(settings.pretext.params).items() if isinstance(v, float) and 0 < v < 1)
+    field = _fraction_field(name)
     changed = replace(settings.pretext.params, **{field: getattr(settings.pretext.params, field) / 2})
     assert pretext_key(replace(settings, pretext=replace(settings.pretext, params=changed)), {"data": "same"}) != base
     other = compose(name, **{s: {"temperature": 0.3} for s in ("simclr", "moco") if s != spec.section})
@@ -95,7 +103,7 @@ def test_plain_rotation_ignores_the_jitter_strength():
     assert pretext_key(compose("rotation"), {}) != pretext_key(compose("rotation_jitter"), {})
 
 
-@pytest.mark.parametrize("name", [*NEW_METHODS, "rotation", "rotation_jitter", "simclr"])
+@pytest.mark.parametrize("name", METHODS)
 def test_build_method_uses_the_registered_module(name):
     from ssl_lightning.models.backbones import build_encoder
 
@@ -109,7 +117,9 @@ def test_build_method_uses_the_registered_module(name):
 
 def test_report_columns_come_from_the_registry():
     assert columns.METHODS[:4] == ("rotation", "rotation_jitter", "simclr", "supervised")
-    assert [columns.DISPLAY[name] for name in NEW_METHODS] == ["BYOL", "MoCo v2", "Barlow Twins", "DINO"]
+    assert [columns.DISPLAY[name] for name in ("byol", "moco", "barlow_twins", "dino")] == [
+        "BYOL", "MoCo v2", "Barlow Twins", "DINO"]
+    assert all(columns.DISPLAY[name] == spec.display for name, spec in registry.methods().items())
 
 
 def test_method_overrides_are_routed_to_the_experiments_that_use_them():

@@ -1,4 +1,5 @@
-"""Every method learns: a real Lightning Trainer lowers its training loss on the synthetic images.
+"""Grey images and the downstream classifier learn: a real Lightning Trainer lowers the training loss on the
+synthetic images. (Every registered pretext method on RGB images: test_every_method_learns.py.)
 
 The synthetic classes (oriented stripes plus a corner marker) are learnable in a few dozen steps, so a loss that
 does not fall means a broken gradient path (detached targets, frozen parameters, wrong labels), not bad luck.
@@ -59,16 +60,12 @@ def supervised(channels: int, seed: int):
 @pytest.mark.parametrize(
     ("build", "channels", "max_ratio"),
     [
-        (rotation(jitter=False), 3, 0.5),
-        (rotation(jitter=True), 3, 0.5),
         (rotation(jitter=True), 1, 0.5),
-        (simclr, 3, 0.93),
         (simclr, 1, 0.93),
         (supervised, 3, 0.5),
         (supervised, 1, 0.5),
     ],
-    ids=["rotation", "rotation_jitter", "rotation_jitter_grey", "simclr", "simclr_grey", "supervised",
-         "supervised_grey"],
+    ids=["rotation_jitter_grey", "simclr_grey", "supervised", "supervised_grey"],
 )
 def test_training_loss_falls(build: Build, channels: int, max_ratio: float, tmp_path: Path) -> None:
     pl.seed_everything(0, verbose=False)
