@@ -75,3 +75,15 @@ def test_busy_machine_measures_the_passive_variant_in_its_own_process():
     names = [re.sub(r"default \(\d+ threads?\)", "default", row.split(" | ")[0].removeprefix("| "))
              for row in rows[1:]]
     assert names == ["default", "1 thread", "auto", "default, OMP_WAIT_POLICY=PASSIVE"]
+
+
+def test_few_label_study_tiny_runs_every_arm_and_reuses_the_encoders(tmp_path):
+    out = tmp_path / "few"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.few_label_study", "--out", str(out), "--tiny",
+                           "--seeds", "2", "--splits", "2"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = (out / "report" / "results.md").read_text()
+    for comparison in ("SimCLR vs Raw pixels (linear, 1/class)", "Rotation vs Raw pixels (knn, 5/class)",
+                       "SimCLR vs Supervised (finetune, 5/class)"):
+        assert comparison in report
+    assert (out / "finetune.log").read_text().count("reusing pretext") == 8  # 2 methods x 2 seeds x 2 budgets

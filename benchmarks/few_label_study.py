@@ -1,0 +1,83 @@
+"""The few-label study of docs/RESULTS.md under the new protocol, as one command: Fashion-MNIST at 1 / 5 / 10 / 25
+labels per class, SimCLR and rotation (frozen probes: L-BFGS and k-NN, over `--splits` label splits per seed) against
+the raw-pixel floor, and fine-tuned (the same encoders, reused from the store) against supervised from scratch (one
+split per seed, `downstream.select=auto`, so cross-validated at these budgets), each over `--seeds` seeds; then the
+report of all of it.
+
+Each step is one real Hydra multirun of the suite, printed before it runs so the study can be repeated by hand; a
+step whose sweep folder already holds its multirun.yaml is skipped (re-run the script after a stop; cells resume
+from the stores). The pretext budget is an argument because the study must compare encoders that learned
+something: at `profile=cpu`'s 4 epochs SimCLR's features sit at the pixel floor.
+
+    python -m benchmarks.few_label_study --out /tmp/few --seeds 10 --pretext-epochs 12
+    python -m benchmarks.few_label_study --out /tmp/few_tiny --tiny        # seconds: synthetic data, smoke budgets
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BUDGETS = "1,5,10,25"
+
+
+def _run(command: list[str], log: Path) -> None:
+    print("$", shlex.join(command), flush=True)
+    started = time.perf_counter()
+    with log.open("w") as out:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    print(f"  exit {done.returncode} after {time.perf_counter() - started:.0f} s (log: {log})", flush=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {shlex.join(command)}; see {log}")
+
+
+def steps(args: argparse.Namespace) -> dict[str, list[str]]:
+    """Sweep name -> its overrides (without the sweep and cache folders)."""
+    seeds = ",".join(str(s) for s in range(args.seeds))
+    splits = "[" + ",".join(str(s) for s in range(args.splits)) + "]"
+    common = [f"seed={seeds}", f"data.labels_per_class={args.budgets}", *args.overrides]
+    if args.tiny:
+        common += ["data=synthetic", "profile=smoke", "data.train_size=300", "data.test_size=60"]
+    frozen = ["downstream=linear,knn", f"data.split_seeds={splits}"]
+    return {
+        "simclr": ["+experiment=simclr", f"pretext.epochs={args.pretext_epochs}", *frozen, *common],
+        "rotation": ["+experiment=rotation", f"pretext.epochs={args.pretext_epochs}", *frozen, *common],
+        "raw_pixels": ["+experiment=raw_pixels", *frozen, *common],
+        "finetune": ["+experiment=simclr,rotation,supervised", f"pretext.epochs={args.pretext_epochs}", *common],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="sweeps, logs and the report go here")
+    parser.add_argument("--seeds", type=int, default=10, help="pretext seeds per arm (the few-label norm: >= 10)")
+    parser.add_argument("--splits", type=int, default=10, help="label splits per seed for the frozen probes")
+    parser.add_argument("--pretext-epochs", type=int, default=12)
+    parser.add_argument("--budgets", default=BUDGETS, help="labels per class, comma-separated")
+    parser.add_argument("--tiny", action="store_true", help="synthetic data and smoke budgets: checks the wiring")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every sweep, e.g. trainer.threads=1")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.budgets, args.pretext_epochs = "1,5", 1
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for name, overrides in steps(args).items():
+        sweep = out / name
+        if (sweep / "multirun.yaml").exists() and (out / f"{name}.done").exists():
+            print(f"{name}: done before ({sweep}), skipped", flush=True)
+            continue
+        _run([sys.executable, "-m", "ssl_lightning", "-m", *overrides, f"hydra.sweep.dir={sweep}",
+              f"paths.cache={out / 'cache'}"], out / f"{name}.log")
+        (out / f"{name}.done").touch()
+    _run([sys.executable, "-m", "ssl_lightning.report", str(out), "--out", str(out / "report"),
+          "--embedding-points", "0"], out / "report.log")
+
+
+if __name__ == "__main__":
+    main()
