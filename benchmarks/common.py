@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -129,3 +131,16 @@ class Report:
                        "figures": [fig.to_json() for fig in self.figures]}
             json_path.write_text(json.dumps(payload, indent=2))
         sys.stdout.flush()
+
+
+def run_logged(command: list[str], log: Path) -> None:
+    """One step of a study: the command printed (so it can be repeated by hand), its output in `log`, its wall time
+    printed; a failed step stops the study naming its log."""
+    print("$", shlex.join(command), flush=True)
+    started = time.perf_counter()
+    with log.open("w") as out:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    print(f"  exit {done.returncode} after {time.perf_counter() - started:.0f} s (log: {log})", flush=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {shlex.join(command)}; see {log}")

@@ -16,25 +16,12 @@ something: at `profile=cpu`'s 4 epochs SimCLR's features sit at the pixel floor.
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from benchmarks.common import run_logged
+
 BUDGETS = "1,5,10,25"
-
-
-def _run(command: list[str], log: Path) -> None:
-    print("$", shlex.join(command), flush=True)
-    started = time.perf_counter()
-    with log.open("w") as out:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    print(f"  exit {done.returncode} after {time.perf_counter() - started:.0f} s (log: {log})", flush=True)
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {shlex.join(command)}; see {log}")
 
 
 def steps(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -72,10 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         if (sweep / "multirun.yaml").exists() and (out / f"{name}.done").exists():
             print(f"{name}: done before ({sweep}), skipped", flush=True)
             continue
-        _run([sys.executable, "-m", "ssl_lightning", "-m", *overrides, f"hydra.sweep.dir={sweep}",
+        run_logged([sys.executable, "-m", "ssl_lightning", "-m", *overrides, f"hydra.sweep.dir={sweep}",
               f"paths.cache={out / 'cache'}"], out / f"{name}.log")
         (out / f"{name}.done").touch()
-    _run([sys.executable, "-m", "ssl_lightning.report", str(out), "--out", str(out / "report"),
+    run_logged([sys.executable, "-m", "ssl_lightning.report", str(out), "--out", str(out / "report"),
           "--embedding-points", "0"], out / "report.log")
 
 

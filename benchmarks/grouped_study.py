@@ -16,13 +16,10 @@ balanced accuracy. It prints every command it runs, so the study can be repeated
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from benchmarks.common import run_logged
 from benchmarks.group_leakage import Collection, write_collection
 
 CLASSES = ("adh", "dcis", "normal")  # the original study's three classes, as names only
@@ -33,17 +30,6 @@ FRACTIONS = "0.05,0.25,0.5"
 # pretext stage 10 steps per epoch and the classifier's BatchNorm statistics enough steps before early stopping.
 SIZED = ["pretext.batch_size=64", "pretext.epochs=10", "downstream.batch_size=32"]
 ARMS = {"auto": "patient", "none": "tile"}
-
-
-def _run(command: list[str], log: Path) -> None:
-    print("$", shlex.join(command), flush=True)
-    started = time.perf_counter()
-    with log.open("w") as out:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    print(f"  exit {done.returncode} after {time.perf_counter() - started:.0f} s (log: {log})", flush=True)
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {shlex.join(command)}; see {log}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,12 +59,12 @@ def main(argv: list[str] | None = None) -> None:
                    f"data.root={root}", "data.include=**/x40/*.png", f"data.group_by={group_by}",
                    f"hydra.sweep.dir={sweep}", f"paths.cache={out / 'cache'}", *SIZED,
                    *([f"data.test_folds={args.test_folds}"] if args.test_folds else []), *args.overrides]
-        _run(command, out / f"by_{name}.log")
+        run_logged(command, out / f"by_{name}.log")
         metrics = ["acc", "balanced_acc"] + (["group_acc", "group_balanced_acc"] if group_by != "none" else [])
         for metric in metrics:
             report = [sys.executable, "-m", "ssl_lightning.report", str(sweep), "--metric", metric,
                       "--out", str(out / f"report_{name}_{metric}")]
-            _run(report, out / f"report_{name}_{metric}.log")
+            run_logged(report, out / f"report_{name}_{metric}.log")
 
 
 if __name__ == "__main__":
