@@ -7,7 +7,8 @@ report of all of it.
 Each step is one real Hydra multirun of the suite, printed before it runs so the study can be repeated by hand; a
 step whose sweep folder already holds its multirun.yaml is skipped (re-run the script after a stop; cells resume
 from the stores). The pretext budget is an argument because the study must compare encoders that learned
-something: at `profile=cpu`'s 4 epochs SimCLR's features sit at the pixel floor.
+something: at `profile=cpu`'s 4 epochs SimCLR's features sit at the pixel floor. A fine-tuned arm's sweep reuses its
+encoders from the store, so `finetune_<arm>` runs after the frozen sweep of the same arm (or computes them itself).
 
     python -m benchmarks.few_label_study --out /tmp/few --seeds 10 --pretext-epochs 12
     python -m benchmarks.few_label_study --out /tmp/few_tiny --tiny        # seconds: synthetic data, smoke budgets
@@ -36,7 +37,8 @@ def steps(args: argparse.Namespace) -> dict[str, list[str]]:
         "simclr": ["+experiment=simclr", f"pretext.epochs={args.pretext_epochs}", *frozen, *common],
         "rotation": ["+experiment=rotation", f"pretext.epochs={args.pretext_epochs}", *frozen, *common],
         "raw_pixels": ["+experiment=raw_pixels", *frozen, *common],
-        "finetune": ["+experiment=simclr,rotation,supervised", f"pretext.epochs={args.pretext_epochs}", *common],
+        **{f"finetune_{arm}": [f"+experiment={arm}", f"pretext.epochs={args.pretext_epochs}", *common]
+           for arm in ("supervised", "simclr", "rotation")},
     }
 
 
@@ -48,13 +50,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretext-epochs", type=int, default=12)
     parser.add_argument("--budgets", default=BUDGETS, help="labels per class, comma-separated")
     parser.add_argument("--tiny", action="store_true", help="synthetic data and smoke budgets: checks the wiring")
+    parser.add_argument("--steps", default=None,
+                        help="comma-separated sweeps to run (default: all); two halves can run side by side "
+                             "(trainer.threads=1): rotation,finetune_rotation and finetune_supervised,finetune_simclr")
+    parser.add_argument("--no-report", action="store_true", help="skip the report (when another half still runs)")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every sweep, e.g. trainer.threads=1")
     args = parser.parse_args(argv)
     if args.tiny:
         args.budgets, args.pretext_epochs = "1,5", 1
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for name, overrides in steps(args).items():
+    sweeps = steps(args)
+    chosen = list(sweeps) if args.steps is None else args.steps.split(",")
+    unknown = sorted(set(chosen) - set(sweeps))
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(sweeps)}")
+    for name in chosen:
+        overrides = sweeps[name]
         sweep = out / name
         if (sweep / "multirun.yaml").exists() and (out / f"{name}.done").exists():
             print(f"{name}: done before ({sweep}), skipped", flush=True)
@@ -62,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         run_logged([sys.executable, "-m", "ssl_lightning", "-m", *overrides, f"hydra.sweep.dir={sweep}",
               f"paths.cache={out / 'cache'}"], out / f"{name}.log")
         (out / f"{name}.done").touch()
+    if args.no_report:
+        return
     run_logged([sys.executable, "-m", "ssl_lightning.report", str(out), "--out", str(out / "report"),
           "--embedding-points", "0"], out / "report.log")
 
