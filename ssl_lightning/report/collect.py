@@ -18,6 +18,11 @@ from ssl_lightning.report.folds import pool_folds
 from ssl_lightning.report.metric_choice import declared
 from ssl_lightning.report.missing import Missing, find_missing
 
+SELECTION_KEYS = ("select", "selected_on", "chosen_C", "chosen_k", "probe_layer", "best_step", "downstream_steps",
+                  "labeled_images_seen")
+"""What the downstream stage chose and how (results.json keys, ssl_lightning/stages): carried into results_runs.csv
+so a reader can see, e.g., which penalty C a seed's probe chose on how many images."""
+
 
 @dataclass(frozen=True)
 class Run:
@@ -52,6 +57,7 @@ class Run:
     test_folds: int | None = None  # K of a fold run; for a pooled run, how many fold runs it pools
     confusion: tuple[tuple[int, ...], ...] | None = field(default=None, compare=False, repr=False)  # test counts
     num_groups: int | None = None  # test groups (patients) of grouped data
+    selection: dict[str, str | int | float] = field(default_factory=dict, compare=False, repr=False)  # SELECTION_KEYS
 
     @property
     def budget(self) -> Budget:
@@ -161,7 +167,20 @@ def _to_run(path: Path, record: RunRecord, show_backbone: bool) -> Run:
                labels_per_class=per_class, metrics=_metrics(evaluation) if ok else {},
                num_test=_integer(record.num_test), test_fold=fold, test_folds=folds,
                confusion=_confusion(_key(record, "test_confusion")) if ok else None,
-               num_groups=_integer(_key(record, "test_num_groups")) if ok else None)
+               num_groups=_integer(_key(record, "test_num_groups")) if ok else None,
+               selection=_selection(record))
+
+
+def _selection(record: RunRecord) -> dict[str, str | int | float]:
+    """The SELECTION_KEYS the run recorded: strings, whole numbers and finite numbers as written."""
+    found = {}
+    for name in SELECTION_KEYS:
+        value = _key(record, name) if name != "probe_layer" else (record.evaluation or Evaluation()).probe_layer
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, str) or (isinstance(value, (int, float)) and math.isfinite(value)):
+            found[name] = value
+    return found
 
 
 def _integer(value: Any) -> int | None:

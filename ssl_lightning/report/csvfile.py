@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ssl_lightning.errors import UserError
 from ssl_lightning.report.aggregate import Cell
-from ssl_lightning.report.collect import Collection, Run
+from ssl_lightning.report.collect import SELECTION_KEYS, Collection, Run
 from ssl_lightning.report.metric_choice import declared
 
 FIELDS = ("data", "protocol", "method", "label", "fraction", "n", "n_failed", "test_loss_mean", "test_loss_std",
@@ -19,6 +19,7 @@ FIELDS = ("data", "protocol", "method", "label", "fraction", "n", "n_failed", "t
 BASE_RUN_FIELDS = ("experiment", "label", "data", "protocol", "fraction", "seed", "split_seed", "status", "test_acc",
                    "test_loss", "best_val_acc", "best_epoch", "chosen_lr", "run_folder", "error", "labels_per_class")
 FOLD_RUN_FIELDS = ("test_folds", "num_test")  # after the metrics: a pooled run's K and its test images
+SELECTION_RUN_FIELDS = SELECTION_KEYS  # last, so the older columns keep their places
 
 
 def extra_metrics() -> tuple[str, ...]:
@@ -28,7 +29,7 @@ def extra_metrics() -> tuple[str, ...]:
 
 
 def run_fields() -> tuple[str, ...]:
-    return (*BASE_RUN_FIELDS, *extra_metrics(), *FOLD_RUN_FIELDS)
+    return (*BASE_RUN_FIELDS, *extra_metrics(), *FOLD_RUN_FIELDS, *SELECTION_RUN_FIELDS)
 
 
 def _number(value: float | int | None) -> str:
@@ -76,7 +77,12 @@ def run_row(run: Run, root: Path) -> dict[str, str]:
             "best_epoch": _number(run.best_epoch), "chosen_lr": _number(run.chosen_lr), "run_folder": folder,
             "error": run.error or "", "labels_per_class": _number(run.labels_per_class),
             "test_folds": _number(run.test_folds), "num_test": _number(run.num_test),
-            **{key: _number(run.metrics.get(key)) for key in extra_metrics()}}
+            **{key: _number(run.metrics.get(key)) for key in extra_metrics()},
+            **{key: _text(run.selection.get(key)) for key in SELECTION_RUN_FIELDS}}
+
+
+def _text(value: str | int | float | None) -> str:
+    return value if isinstance(value, str) else _number(value)
 
 
 def write_runs_csv(cells: list[Cell], root: Path, path: Path) -> None:
@@ -92,6 +98,22 @@ def _parsed(text: str | None, kind: type) -> float | int | None:
         return None
     value = kind(float(text)) if kind is int else float(text)
     return value if math.isfinite(value) else None
+
+
+def _read_selection(row: dict[str, str]) -> dict[str, str | int | float]:
+    """The selection columns a results_runs.csv holds (older files have none): numbers back as numbers."""
+    found: dict[str, str | int | float] = {}
+    for key in SELECTION_RUN_FIELDS:
+        text = (row.get(key) or "").strip()
+        if not text:
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            found[key] = text
+            continue
+        found[key] = int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+    return found
 
 
 def read_runs_csv(path: Path) -> Collection:
@@ -123,5 +145,6 @@ def read_runs_csv(path: Path) -> Collection:
             best_epoch=_parsed(row.get("best_epoch"), int), chosen_lr=_parsed(row.get("chosen_lr"), float),
             labels_per_class=_parsed(row.get("labels_per_class"), int),
             test_folds=_parsed(row.get("test_folds"), int), num_test=_parsed(row.get("num_test"), int),
-            metrics={k: v for k, v in metrics.items() if v is not None}, stored_label=row["label"]))
+            metrics={k: v for k, v in metrics.items() if v is not None}, stored_label=row["label"],
+            selection=_read_selection(row)))
     return Collection(root=path.parent, runs=runs, problems=[])

@@ -18,8 +18,8 @@ pooled run is a failed run that names what is missing or failed, so an incomplet
   (`test_num_groups`), falling back to `num_test`; the group-level balanced accuracy is a weighted mean of the
   folds' values (per-class group counts are not recorded);
 - weights: where a fold lacks `num_test` (and a confusion matrix to count from), every fold weighs the same;
-- best_val_acc: the plain mean over the folds (each fold selected on its own validation set); best_epoch and
-  chosen_lr: the folds' common value, empty when they differ.
+- best_val_acc: the plain mean over the folds (each fold selected on its own validation set); best_epoch,
+  chosen_lr and the selection columns (chosen C, k, step, ...): the folds' common value, empty when they differ.
 """
 
 from __future__ import annotations
@@ -136,7 +136,15 @@ def pool(folds: list[Run]) -> Run:
         num_groups=None if None in (g := [run.num_groups for run in folds]) else sum(g),  # type: ignore[arg-type]
         best_val_acc=None if None in vals else statistics.fmean(vals),  # type: ignore[arg-type]
         best_epoch=_common([run.best_epoch for run in folds]),  # type: ignore[arg-type]
-        chosen_lr=_common([run.chosen_lr for run in folds]))  # type: ignore[arg-type]
+        chosen_lr=_common([run.chosen_lr for run in folds]),  # type: ignore[arg-type]
+        selection=_common_selection(folds))
+
+
+def _common_selection(folds: list[Run]) -> dict[str, str | int | float]:
+    """Each selection key the fold runs agree on (what differs between folds is left empty, like chosen_lr)."""
+    keys = set().union(*(run.selection for run in folds))
+    agreed = {key: _common([run.selection.get(key) for run in folds]) for key in keys}
+    return {key: value for key, value in agreed.items() if value is not None}  # type: ignore[misc]
 
 
 def pool_folds(runs: list[Run]) -> list[Run]:
