@@ -40,7 +40,9 @@ def read_scores(path: Path, metric: str) -> Scores:
     return dict(scores)
 
 
-def _row(name: dict[str, str], result: Difference, holm_p: float | None, margin: float, n: str) -> dict[str, str]:
+def comparison_row(name: dict[str, str], result: Difference, holm_p: float | None, margin: float,
+                   n: str) -> dict[str, str]:
+    """One comparison as a CSV row: its name columns, the interval, Holm's p and the report's verdict word."""
     def number(value: float | None) -> str:
         return "" if value is None else f"{value:.2f}"
 
@@ -54,7 +56,7 @@ def inflation(tile: Scores, patient: Scores, margin: float) -> list[dict[str, st
     keys = sorted(set(tile) & set(patient))
     results = [welch_difference(list(tile[k].values()), list(patient[k].values())) for k in keys]
     corrected = holm([r.p for r in results])
-    return [_row({"method": k[0], "budget": k[1], "tile_mean": f"{_mean(tile[k]):.2f}",
+    return [comparison_row({"method": k[0], "budget": k[1], "tile_mean": f"{_mean(tile[k]):.2f}",
                   "patient_mean": f"{_mean(patient[k]):.2f}"}, r, p, margin, f"{len(tile[k])}+{len(patient[k])}")
             for k, r, p in zip(keys, results, corrected, strict=True)]
 
@@ -67,7 +69,7 @@ def order(arm: str, scores: Scores, margin: float) -> list[dict[str, str]]:
         results.append(paired_difference([scores[a][s] for s in seeds], [scores[b][s] for s in seeds]))
         counts.append(str(len(seeds)))
     corrected = holm([r.p for r in results])
-    return [_row({"split": arm, "budget": a[1], "method": a[0], "against": b[0]}, r, p, margin, n)
+    return [comparison_row({"split": arm, "budget": a[1], "method": a[0], "against": b[0]}, r, p, margin, n)
             for (a, b), r, p, n in zip(pairs, results, corrected, counts, strict=True)]
 
 
@@ -75,7 +77,7 @@ def _mean(values: dict[int, float]) -> float:
     return sum(values.values()) / len(values)
 
 
-def _write(rows: list[dict[str, str]], path: Path) -> None:
+def write_table(rows: list[dict[str, str]], path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -95,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tile, patient = read_scores(args.tile, args.metric), read_scores(args.patient, args.metric)
     args.out.mkdir(parents=True, exist_ok=True)
-    _write(inflation(tile, patient, args.margin), args.out / "inflation.csv")
-    _write(order("patient", patient, args.margin) + order("tile", tile, args.margin), args.out / "order.csv")
+    write_table(inflation(tile, patient, args.margin), args.out / "inflation.csv")
+    write_table(order("patient", patient, args.margin) + order("tile", tile, args.margin), args.out / "order.csv")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Frozen probes on a pretext encoder (or on the raw pixels) against a network fine-tuned from scratch, on the same
+labelled images: a comparison across protocols that the report does not make (it compares within a protocol).
+
+Reads the report's results_runs.csv of a study holding both (e.g. `benchmarks.few_label_study`: frozen cells over
+`data.split_seeds=[0,...,9]`, fine-tuned cells with one split per seed, `data.split_seed=seed`). A frozen run is
+paired with the baseline run of the same seed and split seed, so both trained on the same labelled images (and
+validation pool); seeds whose pair is missing are left out and counted. Paired t over the seeds, Holm over each
+probe's comparisons, the report's verdict words (report/verdict.py) at the given margin:
+
+    python -m benchmarks.frozen_vs_finetuned <report>/results_runs.csv --out docs/study/few_label
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.grouped_inflation import comparison_row, write_table
+from ssl_lightning.report.statistics import holm, paired_difference
+from ssl_lightning.report.verdict import DEFAULT_MARGIN
+
+FROZEN = ("linear", "knn")
+Runs = dict[tuple[str, str, str], dict[tuple[int, int], float]]  # (label, protocol, budget) -> (seed, split) -> points
+
+
+def read_runs(path: Path, metric: str) -> Runs:
+    """Points per (seed, split seed) of every ok run; a failed run is refused, not skipped."""
+    runs: Runs = defaultdict(dict)
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["status"] != "ok":
+                raise SystemExit(f"{path}: {row['label']} seed {row['seed']} is {row['status']}: {row['error']}")
+            budget = row["labels_per_class"] and f"{row['labels_per_class']}/class" or f"{float(row['fraction']):g}"
+            runs[(row["label"], row["protocol"], budget)][(int(row["seed"]), int(row["split_seed"]))] = (
+                100 * float(row[metric]))
+    return dict(runs)
+
+
+def _budget_order(budget: str) -> tuple[int, float]:
+    """Labels per class first, then fractions, each in increasing order."""
+    return (0, float(budget.removesuffix("/class"))) if budget.endswith("/class") else (1, float(budget))
+
+
+def compare(runs: Runs, baseline: str, baseline_protocol: str, margin: float) -> list[dict[str, str]]:
+    """Every frozen (label, probe, budget) against the baseline at that budget, paired by (seed, split seed)."""
+    rows = []
+    for probe in FROZEN:
+        keys = sorted((k for k in runs if k[1] == probe and (baseline, baseline_protocol, k[2]) in runs),
+                      key=lambda k: (k[0], _budget_order(k[2])))
+        results, details = [], []
+        for key in keys:
+            base = runs[(baseline, baseline_protocol, key[2])]
+            pairs = sorted(set(runs[key]) & set(base))
+            frozen_values, base_values = [runs[key][p] for p in pairs], [base[p] for p in pairs]
+            results.append(paired_difference(frozen_values, base_values))
+            wins = sum(a > b for a, b in zip(frozen_values, base_values, strict=True))
+            details.append({"method": key[0], "probe": probe, "budget": key[2], "against": baseline,
+                            "method_mean": f"{sum(frozen_values) / len(pairs):.2f}",
+                            "baseline_mean": f"{sum(base_values) / len(pairs):.2f}",
+                            "pairs_won": str(wins), "unpaired_baseline_runs": str(len(base) - len(pairs)),
+                            "_n": str(len(pairs))})
+        for detail, result, holm_p in zip(details, results, holm([r.p for r in results]), strict=True):
+            n = detail.pop("_n")
+            rows.append(comparison_row(detail, result, holm_p, margin, n))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, help="the report's results_runs.csv holding both protocols")
+    parser.add_argument("--baseline", default="Supervised", help="the fine-tuned column label to compare against")
+    parser.add_argument("--baseline-protocol", default="finetune")
+    parser.add_argument("--metric", default="test_acc")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin, points")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    rows = compare(read_runs(args.runs, args.metric), args.baseline, args.baseline_protocol, args.margin)
+    if not rows:
+        raise SystemExit(f"{args.runs}: no frozen run shares a budget with {args.baseline} ({args.baseline_protocol})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_table(rows, args.out / "frozen_vs_supervised.csv")
+
+
+if __name__ == "__main__":
+    main()
