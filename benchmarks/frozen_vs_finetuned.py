@@ -1,5 +1,6 @@
-"""Frozen probes on a pretext encoder (or on the raw pixels) against a network fine-tuned from scratch, on the same
-labelled images: a comparison across protocols that the report does not make (it compares within a protocol).
+"""Frozen probes on a pretext encoder (or on the raw pixels) against a fine-tuned network (from scratch, or the same
+encoder fine-tuned) on the same labelled images: a comparison across protocols that the report does not make (it
+compares within a protocol).
 
 Reads the report's results_runs.csv of a study holding both (e.g. `benchmarks.few_label_study`: frozen cells over
 `data.split_seeds=[0,...,9]`, fine-tuned cells with one split per seed, `data.split_seed=seed`). A frozen run is
@@ -8,12 +9,14 @@ validation pool); seeds whose pair is missing are left out and counted. Paired t
 probe's comparisons, the report's verdict words (report/verdict.py) at the given margin:
 
     python -m benchmarks.frozen_vs_finetuned <report>/results_runs.csv --out docs/study/few_label
+    python -m benchmarks.frozen_vs_finetuned <report>/results_runs.csv --baseline SimCLR --methods SimCLR --out ...
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,11 +46,14 @@ def _budget_order(budget: str) -> tuple[int, float]:
     return (0, float(budget.removesuffix("/class"))) if budget.endswith("/class") else (1, float(budget))
 
 
-def compare(runs: Runs, baseline: str, baseline_protocol: str, margin: float) -> list[dict[str, str]]:
-    """Every frozen (label, probe, budget) against the baseline at that budget, paired by (seed, split seed)."""
+def compare(runs: Runs, baseline: str, baseline_protocol: str, margin: float,
+            methods: set[str] | None = None) -> list[dict[str, str]]:
+    """Every frozen (label, probe, budget) against the baseline at that budget, paired by (seed, split seed);
+    `methods` (column labels) limits the comparisons, and so Holm's family, to those."""
     rows = []
     for probe in FROZEN:
-        keys = sorted((k for k in runs if k[1] == probe and (baseline, baseline_protocol, k[2]) in runs),
+        keys = sorted((k for k in runs if k[1] == probe and (baseline, baseline_protocol, k[2]) in runs
+                       and (methods is None or k[0] in methods)),
                       key=lambda k: (k[0], _budget_order(k[2])))
         results, details = [], []
         for key in keys:
@@ -74,13 +80,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-protocol", default="finetune")
     parser.add_argument("--metric", default="test_acc")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="equivalence margin, points")
+    parser.add_argument("--methods", default=None, help="comma-separated frozen column labels (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    rows = compare(read_runs(args.runs, args.metric), args.baseline, args.baseline_protocol, args.margin)
+    methods = None if args.methods is None else set(args.methods.split(","))
+    rows = compare(read_runs(args.runs, args.metric), args.baseline, args.baseline_protocol, args.margin, methods)
     if not rows:
         raise SystemExit(f"{args.runs}: no frozen run shares a budget with {args.baseline} ({args.baseline_protocol})")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_table(rows, args.out / "frozen_vs_supervised.csv")
+    slug = re.sub(r"[^a-z0-9]+", "_", args.baseline.lower()).strip("_")
+    write_table(rows, args.out / f"frozen_vs_{slug}.csv")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from benchmarks import pretext_curves
 from tests.test_benchmarks import NUMBER, REPO
 
 pytestmark = pytest.mark.bench
@@ -88,3 +89,7 @@ def test_few_label_study_tiny_runs_every_arm_and_reuses_the_encoders(tmp_path):
         assert comparison in report
     for arm in ("simclr", "rotation"):  # 2 seeds x 2 budgets, each encoder from the frozen sweep's store
         assert (out / f"finetune_{arm}.log").read_text().count("reusing pretext") == 4, arm
+    rows = pretext_curves.curves(out / "simclr.log") + pretext_curves.curves(out / "rotation.log")
+    assert {(row["method"], row["seed"], row["epoch"]) for row in rows} == {  # --tiny: 1 pretext epoch, seeds 0-1
+        (method, seed, "1") for method in ("simclr", "rotation") for seed in ("0", "1")}
+    assert all(0 <= float(row["val_knn_acc"]) <= 100 and float(row["val_loss"]) > 0 for row in rows)
