@@ -399,7 +399,8 @@ def test_runs_csv_has_one_row_per_run(stats_report):
                                      "status", "test_acc", "test_loss", "best_val_acc", "best_epoch", "chosen_lr",
                                      "run_folder", "error", "labels_per_class", "test_balanced_acc",
                                      "test_macro_f1", "test_group_acc", "test_group_balanced_acc", "test_folds",
-                                     "num_test"]
+                                     "num_test", "select", "selected_on", "chosen_C", "chosen_k", "probe_layer",
+                                     "best_step", "downstream_steps", "labeled_images_seen"]
         rows = {r["run_folder"]: r for r in reader}
     assert set(rows) == {r[0] for r in STATS_RUNS}
     for index, (folder, experiment, protocol, seed, split_seed, acc, _, _) in enumerate(STATS_RUNS):
