@@ -15,12 +15,11 @@ probe's comparisons, the report's verdict words (report/verdict.py) at the given
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.grouped_inflation import comparison_row, write_table
+from benchmarks.grouped_inflation import comparison_row, ok_runs, write_table
 from ssl_lightning.report.statistics import holm, paired_difference
 from ssl_lightning.report.verdict import DEFAULT_MARGIN
 
@@ -29,15 +28,10 @@ Runs = dict[tuple[str, str, str], dict[tuple[int, int], float]]  # (label, proto
 
 
 def read_runs(path: Path, metric: str) -> Runs:
-    """Points per (seed, split seed) of every ok run; a failed run is refused, not skipped."""
+    """Points per (seed, split seed) of every run (a failed run is refused, as in grouped_inflation)."""
     runs: Runs = defaultdict(dict)
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["status"] != "ok":
-                raise SystemExit(f"{path}: {row['label']} seed {row['seed']} is {row['status']}: {row['error']}")
-            budget = row["labels_per_class"] and f"{row['labels_per_class']}/class" or f"{float(row['fraction']):g}"
-            runs[(row["label"], row["protocol"], budget)][(int(row["seed"]), int(row["split_seed"]))] = (
-                100 * float(row[metric]))
+    for row, budget, points in ok_runs(path, metric):
+        runs[(row["label"], row["protocol"], budget)][(int(row["seed"]), int(row["split_seed"]))] = points
     return dict(runs)
 
 

@@ -19,6 +19,7 @@ import argparse
 import csv
 import itertools
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from ssl_lightning.report.statistics import Difference, holm, paired_difference, welch_difference
@@ -28,15 +29,22 @@ ALPHA = 0.05
 Scores = dict[tuple[str, str], dict[int, float]]  # (method label, budget) -> seed -> metric in points
 
 
-def read_scores(path: Path, metric: str) -> Scores:
-    """Points per seed for each (method, budget) of one arm; failed runs are refused, not skipped."""
-    scores: Scores = defaultdict(dict)
+def ok_runs(path: Path, metric: str) -> Iterator[tuple[dict[str, str], str, float]]:
+    """(row, budget, metric in points) for each run of a report's results_runs.csv; a failed run is refused, not
+    skipped, so no comparison silently loses a seed."""
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["status"] != "ok":
                 raise SystemExit(f"{path}: {row['label']} seed {row['seed']} is {row['status']}: {row['error']}")
             budget = row["labels_per_class"] and f"{row['labels_per_class']}/class" or f"{float(row['fraction']):g}"
-            scores[(row["label"], budget)][int(row["seed"])] = 100 * float(row[metric])
+            yield row, budget, 100 * float(row[metric])
+
+
+def read_scores(path: Path, metric: str) -> Scores:
+    """Points per seed for each (method, budget) of one arm."""
+    scores: Scores = defaultdict(dict)
+    for row, budget, points in ok_runs(path, metric):
+        scores[(row["label"], budget)][int(row["seed"])] = points
     return dict(scores)
 
 
