@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: done before ({sweep}), skipped", flush=True)
             continue
         run_logged([sys.executable, "-m", "ssl_lightning", "-m", *overrides, f"hydra.sweep.dir={sweep}",
-              f"paths.cache={out / 'cache'}"], out / f"{name}.log")
+                    f"paths.cache={out / 'cache'}"], out / f"{name}.log")
         (out / f"{name}.done").touch()
     if args.no_report:
         return
     run_logged([sys.executable, "-m", "ssl_lightning.report", str(out), "--out", str(out / "report"),
-          "--embedding-points", "0"], out / "report.log")
+                "--embedding-points", "0"], out / "report.log")
 
 
 if __name__ == "__main__":

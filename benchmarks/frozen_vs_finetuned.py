@@ -49,7 +49,7 @@ def compare(runs: Runs, baseline: str, baseline_protocol: str, margin: float,
         keys = sorted((k for k in runs if k[1] == probe and (baseline, baseline_protocol, k[2]) in runs
                        and (methods is None or k[0] in methods)),
                       key=lambda k: (k[0], _budget_order(k[2])))
-        results, details = [], []
+        results, details, counts = [], [], []
         for key in keys:
             base = runs[(baseline, baseline_protocol, key[2])]
             pairs = sorted(set(runs[key]) & set(base))
@@ -59,11 +59,11 @@ def compare(runs: Runs, baseline: str, baseline_protocol: str, margin: float,
             details.append({"method": key[0], "probe": probe, "budget": key[2], "against": baseline,
                             "method_mean": f"{sum(frozen_values) / len(pairs):.2f}",
                             "baseline_mean": f"{sum(base_values) / len(pairs):.2f}",
-                            "pairs_won": str(wins), "unpaired_baseline_runs": str(len(base) - len(pairs)),
-                            "_n": str(len(pairs))})
-        for detail, result, holm_p in zip(details, results, holm([r.p for r in results]), strict=True):
-            n = detail.pop("_n")
-            rows.append(comparison_row(detail, result, holm_p, margin, n))
+                            "pairs_won": str(wins), "unpaired_baseline_runs": str(len(base) - len(pairs))})
+            counts.append(str(len(pairs)))
+        corrected = holm([r.p for r in results])
+        rows += [comparison_row(detail, result, holm_p, margin, n)
+                 for detail, result, holm_p, n in zip(details, results, corrected, counts, strict=True)]
     return rows
 
 

@@ -19,7 +19,6 @@ FIELDS = ("data", "protocol", "method", "label", "fraction", "n", "n_failed", "t
 BASE_RUN_FIELDS = ("experiment", "label", "data", "protocol", "fraction", "seed", "split_seed", "status", "test_acc",
                    "test_loss", "best_val_acc", "best_epoch", "chosen_lr", "run_folder", "error", "labels_per_class")
 FOLD_RUN_FIELDS = ("test_folds", "num_test")  # after the metrics: a pooled run's K and its test images
-SELECTION_RUN_FIELDS = SELECTION_KEYS  # last, so the older columns keep their places
 
 
 def extra_metrics() -> tuple[str, ...]:
@@ -29,7 +28,8 @@ def extra_metrics() -> tuple[str, ...]:
 
 
 def run_fields() -> tuple[str, ...]:
-    return (*BASE_RUN_FIELDS, *extra_metrics(), *FOLD_RUN_FIELDS, *SELECTION_RUN_FIELDS)
+    """The selection columns come last, so the older columns keep their places."""
+    return (*BASE_RUN_FIELDS, *extra_metrics(), *FOLD_RUN_FIELDS, *SELECTION_KEYS)
 
 
 def _number(value: float | int | None) -> str:
@@ -78,7 +78,7 @@ def run_row(run: Run, root: Path) -> dict[str, str]:
             "error": run.error or "", "labels_per_class": _number(run.labels_per_class),
             "test_folds": _number(run.test_folds), "num_test": _number(run.num_test),
             **{key: _number(run.metrics.get(key)) for key in extra_metrics()},
-            **{key: _text(run.selection.get(key)) for key in SELECTION_RUN_FIELDS}}
+            **{key: _text(run.selection.get(key)) for key in SELECTION_KEYS}}
 
 
 def _text(value: str | int | float | None) -> str:
@@ -101,19 +101,23 @@ def _parsed(text: str | None, kind: type) -> float | int | None:
 
 
 def _read_selection(row: dict[str, str]) -> dict[str, str | int | float]:
-    """The selection columns a results_runs.csv holds (older files have none): numbers back as numbers."""
+    """The selection columns a results_runs.csv holds (older files have none): whole numbers back as int, other
+    numbers as float, words (`cv`, `last`) as written."""
     found: dict[str, str | int | float] = {}
-    for key in SELECTION_RUN_FIELDS:
+    for key in SELECTION_KEYS:
         text = (row.get(key) or "").strip()
-        if not text:
-            continue
-        try:
-            number = float(text)
-        except ValueError:
-            found[key] = text
-            continue
-        found[key] = int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+        if text:
+            found[key] = _as_number(text)
     return found
+
+
+def _as_number(text: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def read_runs_csv(path: Path) -> Collection:
