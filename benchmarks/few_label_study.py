@@ -5,10 +5,11 @@ split per seed, `downstream.select=auto`, so cross-validated at these budgets), 
 report of all of it.
 
 Each step is one real Hydra multirun of the suite, printed before it runs so the study can be repeated by hand; a
-step whose sweep folder already holds its multirun.yaml is skipped (re-run the script after a stop; cells resume
-from the stores). The pretext budget is an argument because the study must compare encoders that learned
-something: at `profile=cpu`'s 4 epochs SimCLR's features sit at the pixel floor. A fine-tuned arm's sweep reuses its
-encoders from the store, so `finetune_<arm>` runs after the frozen sweep of the same arm (or computes them itself).
+step whose sweep finished before with the same settings is skipped (re-run the script after a stop; cells resume
+from the stores); one that finished with other settings (e.g. another `--seeds`) is refused, never reused. The
+pretext budget is an argument because the study must compare encoders that learned something: at `profile=cpu`'s
+4 epochs SimCLR's features sit at the pixel floor. A fine-tuned arm's sweep reuses its encoders from the store, so
+`finetune_<arm>` runs after the frozen sweep of the same arm (or computes them itself).
 
     python -m benchmarks.few_label_study --out /tmp/few --seeds 10 --pretext-epochs 12
     python -m benchmarks.few_label_study --out /tmp/few_tiny --tiny        # seconds: synthetic data, smoke budgets
@@ -17,6 +18,7 @@ encoders from the store, so `finetune_<arm>` runs after the frozen sweep of the 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -66,14 +68,17 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(sweeps)}")
     for name in chosen:
-        overrides = sweeps[name]
-        sweep = out / name
-        if (sweep / "multirun.yaml").exists() and (out / f"{name}.done").exists():
+        sweep, done = out / name, out / f"{name}.done"
+        command = [sys.executable, "-m", "ssl_lightning", "-m", *sweeps[name], f"hydra.sweep.dir={sweep}",
+                   f"paths.cache={out / 'cache'}"]
+        if done.exists() and (sweep / "multirun.yaml").exists():
+            if done.read_text() != shlex.join(command[1:]):  # a finished sweep of other settings: never reuse it
+                parser.error(f"{sweep} holds a finished sweep run with other settings ({done.read_text()}); "
+                             "choose another --out")
             print(f"{name}: done before ({sweep}), skipped", flush=True)
             continue
-        run_logged([sys.executable, "-m", "ssl_lightning", "-m", *overrides, f"hydra.sweep.dir={sweep}",
-                    f"paths.cache={out / 'cache'}"], out / f"{name}.log")
-        (out / f"{name}.done").touch()
+        run_logged(command, out / f"{name}.log")
+        done.write_text(shlex.join(command[1:]))
     if args.no_report:
         return
     run_logged([sys.executable, "-m", "ssl_lightning.report", str(out), "--out", str(out / "report"),

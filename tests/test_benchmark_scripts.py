@@ -93,3 +93,8 @@ def test_few_label_study_tiny_runs_every_arm_and_reuses_the_encoders(tmp_path):
     assert {(row["method"], row["seed"], row["epoch"]) for row in rows} == {  # --tiny: 1 pretext epoch, seeds 0-1
         (method, seed, "1") for method in ("simclr", "rotation") for seed in ("0", "1")}
     assert all(0 <= float(row["val_knn_acc"]) <= 100 and float(row["val_loss"]) > 0 for row in rows)
+
+    again = subprocess.run([sys.executable, "-m", "benchmarks.few_label_study", "--out", str(out), "--tiny",
+                            "--seeds", "3", "--splits", "2", "--steps", "raw_pixels"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)  # other seeds into the same folder: refused, nothing reused
+    assert again.returncode == 2 and "holds a finished sweep run with other settings" in again.stderr
